@@ -1,0 +1,95 @@
+"""What every `rlhf` command shares: the database, the acting user, JSON or text output.
+
+The CLI talks to the database directly, so whoever holds the database URL can do anything;
+the role check here is the same guard the UI has, so that a labeler's shell account cannot
+run engineer commands by accident. The acting account comes from --user or RLHF_USER.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from labeling.db import make_engine, make_sessionmaker
+from labeling.errors import PermissionDenied
+from labeling.models import Role, User
+from labeling.users import count_users, require_role
+
+_sessionmaker = None
+
+
+def sessionmaker():
+    global _sessionmaker
+    if _sessionmaker is None:
+        _sessionmaker = make_sessionmaker(make_engine())
+    return _sessionmaker
+
+
+@contextmanager
+def transaction() -> Iterator[Session]:
+    """One command, one transaction: it commits when the command succeeds."""
+    with sessionmaker().begin() as session:
+        yield session
+
+
+def caller_name(args) -> str | None:
+    return getattr(args, "user", None) or os.environ.get("RLHF_USER") or None
+
+
+def acting_user(session: Session, args, *roles: Role, bootstrap: bool = False) -> User | None:
+    """The account running this command, checked against `roles`.
+
+    bootstrap=True lets a command run with no account while the database has no users
+    at all (creating the first admin, migrating an empty database).
+    """
+    name = caller_name(args)
+    if bootstrap and count_users(session) == 0:
+        return None
+    if not name:
+        raise PermissionDenied(
+            "who is running this? set RLHF_USER=NAME or pass --user NAME "
+            f"(an account with role {' or '.join(r.value for r in roles) or 'any'})"
+        )
+    return require_role(session, name, *roles)
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Enum):
+        return value.value
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def print_json(data: Any) -> None:
+    json.dump(data, sys.stdout, default=_default, indent=2, ensure_ascii=False)
+    sys.stdout.write("\n")
+
+
+def print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
+    if not rows:
+        print("(none)")
+        return
+    cells = [[_cell(row.get(c)) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)))
+    for r in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)))
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M")
+    if isinstance(value, Enum):
+        return str(value.value)
+    return str(value)

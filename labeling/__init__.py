@@ -1,0 +1,1 @@
+"""The labeling domain and its storage. Imports neither torch nor transformers."""
