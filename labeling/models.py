@@ -300,7 +300,9 @@ class Checkpoint(Base):
     config: Mapped[dict[str, Any]] = mapped_column(default=dict)
     evaluation: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    __table_args__ = (CheckConstraint("parent_id IS NULL OR parent_id <> id", name="not_own_parent"),)
+    __table_args__ = (
+        CheckConstraint("parent_id IS NULL OR parent_id <> id", name="not_own_parent"),
+    )
 
 
 class Response(Base):
@@ -340,8 +342,12 @@ class Task(Base):
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
     prompt_id: Mapped[int] = mapped_column(ForeignKey("prompts.id", ondelete="CASCADE"))
     kind: Mapped[TaskKind] = mapped_column(_enum(TaskKind, "kind"))
-    response_a_id: Mapped[int | None] = mapped_column(ForeignKey("responses.id", ondelete="CASCADE"))
-    response_b_id: Mapped[int | None] = mapped_column(ForeignKey("responses.id", ondelete="CASCADE"))
+    response_a_id: Mapped[int | None] = mapped_column(
+        ForeignKey("responses.id", ondelete="CASCADE")
+    )
+    response_b_id: Mapped[int | None] = mapped_column(
+        ForeignKey("responses.id", ondelete="CASCADE")
+    )
     content_hash: Mapped[str] = mapped_column(String(64))
     is_gold: Mapped[bool] = mapped_column(Boolean, default=False)
     gold: Mapped[dict[str, Any] | None] = mapped_column()
@@ -351,7 +357,7 @@ class Task(Base):
     active_leases: Mapped[int] = mapped_column(Integer, default=0)
     lease_epoch: Mapped[int] = mapped_column(Integer, default=0)
     lease_horizon: Mapped[datetime | None] = mapped_column()
-    priority: Mapped[int] = mapped_column(Integer, default=0)
+    priority: Mapped[int] = mapped_column(Integer, default=0)  # higher is served first
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     prompt: Mapped[Prompt] = relationship(lazy="joined")
@@ -372,9 +378,11 @@ class Task(Base):
             "response_a_id IS NULL OR response_a_id <> response_b_id", name="pair_distinct"
         ),
         CheckConstraint("NOT is_gold OR gold IS NOT NULL", name="gold_has_answer"),
-        # The claim scan: open tasks of one project in priority order.
-        Index("ix_tasks_claim", "project_id", "status", "is_gold", "priority", "id"),
     )
+
+
+# The claim scan: open tasks of one project, higher priority first, then oldest first.
+Index("ix_tasks_claim", Task.project_id, Task.status, Task.is_gold, Task.priority.desc(), Task.id)
 
 
 class TaskCandidate(Base):

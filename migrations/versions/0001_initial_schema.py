@@ -463,7 +463,9 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("tasks", schema=None) as batch_op:
         batch_op.create_index(
-            "ix_tasks_claim", ["project_id", "status", "is_gold", "priority", "id"], unique=False
+            "ix_tasks_claim",
+            ["project_id", "status", "is_gold", sa.text("priority DESC"), "id"],
+            unique=False,
         )
 
     op.create_table(
