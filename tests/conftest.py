@@ -23,6 +23,24 @@ from labeling.db import make_engine, make_sessionmaker
 from labeling.models import Base
 
 PG_URL = os.environ.get("RLHF_TEST_POSTGRES_URL")
+# CI sets this: a PostgreSQL test that skips then fails the run instead of passing quietly.
+REQUIRE_POSTGRES = os.environ.get("RLHF_REQUIRE_POSTGRES") == "1"
+_postgres_skips: list[str] = []
+
+
+def pytest_runtest_logreport(report):
+    if report.skipped and "postgres" in report.keywords:
+        _postgres_skips.append(report.nodeid)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if REQUIRE_POSTGRES and _postgres_skips:
+        print(
+            f"\nRLHF_REQUIRE_POSTGRES=1 but {len(_postgres_skips)} PostgreSQL tests skipped, "
+            f"e.g. {_postgres_skips[0]}",
+            file=sys.stderr,
+        )
+        session.exitstatus = 1
 
 
 @pytest.fixture(scope="session")
@@ -137,6 +155,8 @@ def cli(db_url, monkeypatch):
 @pytest.fixture
 def admin(cli) -> str:
     """An admin account named 'admin'; returns its name for cli(..., user=admin)."""
-    result = cli("users", "add", "admin", "--role", "admin", "--password-stdin", stdin="admin-pass\n")
+    result = cli(
+        "users", "add", "admin", "--role", "admin", "--password-stdin", stdin="admin-pass\n"
+    )
     assert result.code == 0, result.err
     return "admin"

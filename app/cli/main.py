@@ -6,9 +6,17 @@ from __future__ import annotations
 import argparse
 import sys
 
-from app.cli import db_cmd, import_cmd, projects_cmd, snapshot_cmd, tasks_cmd, users_cmd
+from app.cli import (
+    db_cmd,
+    demo_cmd,
+    import_cmd,
+    projects_cmd,
+    snapshot_cmd,
+    tasks_cmd,
+    users_cmd,
+)
 
-COMMANDS = [db_cmd, users_cmd, projects_cmd, tasks_cmd, import_cmd, snapshot_cmd]
+COMMANDS = [demo_cmd, db_cmd, users_cmd, projects_cmd, tasks_cmd, import_cmd, snapshot_cmd]
 
 
 def build_parser() -> argparse.ArgumentParser:
