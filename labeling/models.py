@@ -24,6 +24,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    event,
 )
 from sqlalchemy import Enum as SAEnum
 from sqlalchemy.dialects.postgresql import JSONB
@@ -245,6 +246,11 @@ class Snapshot(Base):
         CheckConstraint("length(sha256) = 64", name="sha256_length"),
         UniqueConstraint("project_id", "kind", "sha256"),
     )
+
+
+@event.listens_for(Snapshot, "before_update")
+def _snapshots_never_change(mapper, connection, target) -> None:
+    raise ValueError(f"snapshot {target.id} is immutable: create a new snapshot instead")
 
 
 class TrainingRun(Base):
