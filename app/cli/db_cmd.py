@@ -88,7 +88,10 @@ def check(args) -> int:
         print(f"ok: database at {rev}, schema matches the models")
     else:
         if rev != head:
-            print(f"database at {rev or 'base'}, head is {head}: run `rlhf db upgrade`", file=sys.stderr)
+            print(
+                f"database at {rev or 'base'}, head is {head}: run `rlhf db upgrade`",
+                file=sys.stderr,
+            )
         for d in diffs:
             print(f"difference: {d}", file=sys.stderr)
     return 0 if ok else 1

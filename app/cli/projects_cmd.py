@@ -33,9 +33,15 @@ def register(sub) -> None:
 
 def row(p) -> dict:
     return {
-        "id": p.id, "name": p.name, "kind": p.kind.value, "overlap": p.overlap,
-        "lease_seconds": p.lease_seconds, "gold_rate": p.gold_rate,
-        "heldout_fraction": p.heldout_fraction, "rank_k": p.rank_k, "created_at": p.created_at,
+        "id": p.id,
+        "name": p.name,
+        "kind": p.kind.value,
+        "overlap": p.overlap,
+        "lease_seconds": p.lease_seconds,
+        "gold_rate": p.gold_rate,
+        "heldout_fraction": p.heldout_fraction,
+        "rank_k": p.rank_k,
+        "created_at": p.created_at,
     }
 
 
@@ -55,9 +61,15 @@ def create(args) -> int:
     with transaction() as s:
         acting_user(s, args, Role.admin)
         project = projects.create_project(
-            s, name=args.name, kind=args.kind, overlap=args.overlap, guidelines=guidelines,
-            lease_seconds=args.lease_seconds, gold_rate=args.gold_rate,
-            heldout_fraction=args.heldout_fraction, rank_k=args.rank_k,
+            s,
+            name=args.name,
+            kind=args.kind,
+            overlap=args.overlap,
+            guidelines=guidelines,
+            lease_seconds=args.lease_seconds,
+            gold_rate=args.gold_rate,
+            heldout_fraction=args.heldout_fraction,
+            rank_k=args.rank_k,
         )
         out = row(project)
     if args.json:

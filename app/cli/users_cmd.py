@@ -48,8 +48,13 @@ def _read_password(args) -> str:
 
 
 def _row(u) -> dict:
-    return {"id": u.id, "name": u.name, "role": u.role.value, "active": u.active,
-            "created_at": u.created_at}
+    return {
+        "id": u.id,
+        "name": u.name,
+        "role": u.role.value,
+        "active": u.active,
+        "created_at": u.created_at,
+    }
 
 
 def add_user(args) -> int:
