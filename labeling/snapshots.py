@@ -1,0 +1,628 @@
+"""Snapshots: a project's labels frozen into Parquet. Training reads these and nothing else.
+
+A snapshot is a directory under the data root, written once and never changed:
+
+    $RLHF_HOME/snapshots/<project id>-<kind>-<sha256>/
+        train.parquet     rows whose prompt is in the train split (Prompt.split)
+        heldout.parquet   rows whose prompt is held out (an empty split is a valid, empty file)
+        manifest.json     kind, sha256, row counts, stats, filters, columns, margin mapping
+
+The Snapshot row records it (its `path` is relative to the data root; use `snapshot_dir`).
+
+Formats are TRL's conversational ones, so a split loads straight into a trainer with
+`datasets.load_dataset("parquet", data_files=...)`:
+
+    sft         messages                    prompt messages + {"role": "assistant", ...}
+                                            (the demonstration's text)
+    preference  prompt, chosen, rejected,   prompt = the prompt messages; chosen/rejected =
+                margin (float)              [{"role": "assistant", "content": ...}]
+    kto         prompt, completion,         unpaired: the preferred answer True, the other
+                label (bool)                False; both_bad gives two False rows
+
+Every kind also carries four provenance columns that TRL's dataset preparation ignores
+(tests/test_snapshots_trl.py runs them through RewardTrainer, DPOTrainer, SFTTrainer and
+KTOTrainer): prompt_hash, task_hash (content hashes, not database ids), label_kind
+(demonstration, preference or ranking) and origin (labeler or import). No column is named
+`text`, `labels`, `tools`, `images` or the like, which TRL would read.
+
+Which labels go in:
+- Each label is one item; with overlap > 1 every labeler's judgment is its own row
+  (agreement counts twice, disagreement shows as both directions).
+- Gold tasks (quality checks) are left out unless include_gold=True; the count left out
+  is stats["gold_excluded"].
+- Preferences: a/b give one pair. tie and both_bad give no pair (counted in stats "ties"
+  and "both_bad"); for kto, both_bad gives both answers as False and a tie is left out.
+- Rankings (best first) expand into every ordered pair: each answer over each one ranked
+  below it (k answers give k(k-1)/2 pairs). For kto, the best answer is True, the worst
+  False, and the ones in between are left out (stats "ranking_middle_left_out").
+- A pair whose two answers have the same text is left out (stats "identical_pairs").
+
+Margin (preference kind), Llama 2 style, from the labeler's strength:
+    1 slightly better -> 1/3,  2 clearly better -> 2/3,  3 much better -> 1.0,
+    no strength (imported pairs, ranking pairs) -> 0.0
+RewardTrainer subtracts it inside the loss: -log sigmoid(r_chosen - r_rejected - margin).
+
+Identity: the SHA-256 is over a canonical serialisation of the content, never over Parquet
+bytes: a header line {format, kind, filters, stats} as canonical JSON, then per split (train,
+heldout) a line {"split", "rows"} and one canonical JSON line per row. Rows are sorted by
+content (prompt hash, task hash, the row's canonical JSON), never by database ids. The same
+labels therefore give the same hash, and creating a snapshot again returns the existing one
+(created=False); any label added (a tie included, through the stats) gives a new hash.
+
+Writing is atomic: a temp directory under the snapshots directory, files fsynced, renamed
+into place, and only then the Snapshot row is flushed (inside a savepoint; if that fails the
+directory we made is removed). A transaction rolled back later by its caller can leave a
+complete directory behind with no row: the next create of the same content reuses it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, aliased
+
+from labeling.errors import InvalidInput, NotFound
+from labeling.hashing import canonical_json
+from labeling.models import (
+    Choice,
+    Demonstration,
+    Origin,
+    Preference,
+    Project,
+    Prompt,
+    Ranking,
+    Response,
+    Snapshot,
+    SnapshotKind,
+    Task,
+    TaskCandidate,
+    User,
+)
+from labeling.projects import get_project
+from labeling.settings import load_settings, resolve_under
+
+FORMAT_VERSION = 1
+SPLITS = ("train", "heldout")
+FILES = {"train": "train.parquet", "heldout": "heldout.parquet", "manifest": "manifest.json"}
+
+#: strength (1 slightly, 2 clearly, 3 much better) -> margin; no strength -> UNKNOWN_MARGIN.
+MARGINS: dict[int, float] = {1: 1 / 3, 2: 2 / 3, 3: 1.0}
+UNKNOWN_MARGIN = 0.0
+
+_MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
+_CONVERSATION = pa.list_(_MESSAGE)
+_PROVENANCE = [
+    ("prompt_hash", pa.string()),
+    ("task_hash", pa.string()),
+    ("label_kind", pa.string()),
+    ("origin", pa.string()),
+]
+SCHEMAS: dict[SnapshotKind, pa.Schema] = {
+    SnapshotKind.sft: pa.schema([("messages", _CONVERSATION), *_PROVENANCE]),
+    SnapshotKind.preference: pa.schema(
+        [
+            ("prompt", _CONVERSATION),
+            ("chosen", _CONVERSATION),
+            ("rejected", _CONVERSATION),
+            ("margin", pa.float64()),
+            *_PROVENANCE,
+        ]
+    ),
+    SnapshotKind.kto: pa.schema(
+        [
+            ("prompt", _CONVERSATION),
+            ("completion", _CONVERSATION),
+            ("label", pa.bool_()),
+            *_PROVENANCE,
+        ]
+    ),
+}
+
+
+def margin_for(strength: int | None) -> float:
+    return MARGINS.get(strength, UNKNOWN_MARGIN) if strength is not None else UNKNOWN_MARGIN
+
+
+# --- reading labels ---------------------------------------------------------------------
+
+
+def _conversation(messages: list[Any]) -> list[dict[str, str]]:
+    return [{"role": str(m["role"]), "content": str(m["content"])} for m in messages]
+
+
+def _assistant(text: str) -> list[dict[str, str]]:
+    return [{"role": "assistant", "content": text}]
+
+
+def _provenance(prompt: Prompt, task: Task, label_kind: str, origin: Origin) -> dict[str, str]:
+    return {
+        "prompt_hash": prompt.content_hash,
+        "task_hash": task.content_hash,
+        "label_kind": label_kind,
+        "origin": Origin(origin).value,
+    }
+
+
+def _scope(query, label_cls, project: Project, include_gold: bool, origin: Origin | None):
+    query = query.where(Task.project_id == project.id)
+    if not include_gold:
+        query = query.where(~Task.is_gold)
+    if origin is not None:
+        query = query.where(label_cls.origin == origin)
+    return query
+
+
+def _gold_count(session: Session, label_cls, project: Project, origin: Origin | None) -> int:
+    query = (
+        select(func.count())
+        .select_from(label_cls)
+        .join(Task, Task.id == label_cls.task_id)
+        .where(Task.project_id == project.id, Task.is_gold)
+    )
+    if origin is not None:
+        query = query.where(label_cls.origin == origin)
+    return int(session.scalar(query) or 0)
+
+
+Row = tuple[str, dict[str, Any]]  # (split, row)
+
+
+def _sft_rows(session, project, include_gold, origin, stats: Counter) -> list[Row]:
+    query = _scope(
+        select(Demonstration, Task, Prompt, Response)
+        .join(Task, Task.id == Demonstration.task_id)
+        .join(Prompt, Prompt.id == Task.prompt_id)
+        .join(Response, Response.id == Demonstration.response_id),
+        Demonstration,
+        project,
+        include_gold,
+        origin,
+    )
+    rows: list[Row] = []
+    for demo, task, prompt, response in session.execute(query):
+        stats["labels"] += 1
+        stats["demonstrations"] += 1
+        row = {
+            "messages": _conversation(prompt.messages) + _assistant(response.text),
+            **_provenance(prompt, task, "demonstration", demo.origin),
+        }
+        rows.append((prompt.split.value, row))
+    if not include_gold:
+        stats["gold_excluded"] += _gold_count(session, Demonstration, project, origin)
+    return rows
+
+
+def _judgments(session, project, include_gold, origin, stats: Counter):
+    """Preferences and rankings as (split, prompt, task, label_kind, origin, texts best first,
+    margin, all_bad): one entry per decided preference or valid ranking."""
+    response_a, response_b = aliased(Response), aliased(Response)
+    prefs = _scope(
+        select(Preference, Task, Prompt, response_a.text, response_b.text)
+        .join(Task, Task.id == Preference.task_id)
+        .join(Prompt, Prompt.id == Task.prompt_id)
+        .join(response_a, response_a.id == Task.response_a_id)
+        .join(response_b, response_b.id == Task.response_b_id),
+        Preference,
+        project,
+        include_gold,
+        origin,
+    )
+    out = []
+    for pref, task, prompt, text_a, text_b in session.execute(prefs):
+        stats["labels"] += 1
+        stats["preferences"] += 1
+        if pref.choice == Choice.tie:
+            stats["ties"] += 1
+            continue
+        if pref.choice == Choice.both_bad:
+            stats["both_bad"] += 1
+            out.append((prompt, task, "preference", pref.origin, [text_a, text_b], 0.0, True))
+            continue
+        texts = [text_a, text_b] if pref.choice == Choice.a else [text_b, text_a]
+        out.append(
+            (prompt, task, "preference", pref.origin, texts, margin_for(pref.strength), False)
+        )
+
+    rankings = list(
+        session.execute(
+            _scope(
+                select(Ranking, Task, Prompt)
+                .join(Task, Task.id == Ranking.task_id)
+                .join(Prompt, Prompt.id == Task.prompt_id),
+                Ranking,
+                project,
+                include_gold,
+                origin,
+            )
+        )
+    )
+    candidates: dict[int, dict[int, str]] = {}
+    task_ids = {task.id for _, task, _ in rankings}
+    if task_ids:
+        for task_id, response_id, text in session.execute(
+            select(TaskCandidate.task_id, Response.id, Response.text)
+            .join(Response, Response.id == TaskCandidate.response_id)
+            .where(TaskCandidate.task_id.in_(task_ids))
+        ):
+            candidates.setdefault(task_id, {})[response_id] = text
+    for ranking, task, prompt in rankings:
+        stats["labels"] += 1
+        stats["rankings"] += 1
+        known = candidates.get(task.id, {})
+        try:
+            order = [int(r) for r in ranking.order]
+        except (TypeError, ValueError):
+            order = []
+        if len(order) < 2 or len(set(order)) != len(order) or not set(order) <= set(known):
+            stats["invalid_rankings"] += 1
+            continue
+        texts = [known[r] for r in order]
+        out.append((prompt, task, "ranking", ranking.origin, texts, UNKNOWN_MARGIN, False))
+
+    if not include_gold:
+        stats["gold_excluded"] += _gold_count(session, Preference, project, origin)
+        stats["gold_excluded"] += _gold_count(session, Ranking, project, origin)
+    return out
+
+
+def _preference_rows(session, project, include_gold, origin, stats: Counter) -> list[Row]:
+    rows: list[Row] = []
+    for prompt, task, label_kind, label_origin, texts, margin, all_bad in _judgments(
+        session, project, include_gold, origin, stats
+    ):
+        if all_bad:
+            continue
+        conversation = _conversation(prompt.messages)
+        provenance = _provenance(prompt, task, label_kind, label_origin)
+        for i, better in enumerate(texts):
+            for worse in texts[i + 1 :]:
+                if better == worse:
+                    stats["identical_pairs"] += 1
+                    continue
+                if label_kind == "ranking":
+                    stats["ranking_pairs"] += 1
+                row = {
+                    "prompt": conversation,
+                    "chosen": _assistant(better),
+                    "rejected": _assistant(worse),
+                    "margin": float(margin),
+                    **provenance,
+                }
+                rows.append((prompt.split.value, row))
+    return rows
+
+
+def _kto_rows(session, project, include_gold, origin, stats: Counter) -> list[Row]:
+    rows: list[Row] = []
+    for prompt, task, label_kind, label_origin, texts, _margin, all_bad in _judgments(
+        session, project, include_gold, origin, stats
+    ):
+        if not all_bad and texts[0] == texts[-1]:
+            stats["identical_pairs"] += 1
+            continue
+        if all_bad:
+            labeled = [(text, False) for text in texts]
+        else:
+            labeled = [(texts[0], True), (texts[-1], False)]
+            stats["ranking_middle_left_out"] += len(texts) - 2
+        conversation = _conversation(prompt.messages)
+        provenance = _provenance(prompt, task, label_kind, label_origin)
+        for text, label in labeled:
+            row = {
+                "prompt": conversation,
+                "completion": _assistant(text),
+                "label": label,
+                **provenance,
+            }
+            rows.append((prompt.split.value, row))
+    return rows
+
+
+_BUILDERS = {
+    SnapshotKind.sft: _sft_rows,
+    SnapshotKind.preference: _preference_rows,
+    SnapshotKind.kto: _kto_rows,
+}
+
+_STAT_KEYS = {
+    SnapshotKind.sft: ("labels", "demonstrations", "gold_excluded"),
+    SnapshotKind.preference: (
+        "labels",
+        "preferences",
+        "rankings",
+        "ties",
+        "both_bad",
+        "gold_excluded",
+        "ranking_pairs",
+        "identical_pairs",
+        "invalid_rankings",
+    ),
+    SnapshotKind.kto: (
+        "labels",
+        "preferences",
+        "rankings",
+        "ties",
+        "both_bad",
+        "gold_excluded",
+        "ranking_middle_left_out",
+        "identical_pairs",
+        "invalid_rankings",
+    ),
+}
+
+
+# --- content identity -------------------------------------------------------------------
+
+
+def _sort_key(row: dict[str, Any]) -> tuple[str, str, str]:
+    return (row["prompt_hash"], row["task_hash"], canonical_json(row))
+
+
+def content_sha256(header: dict[str, Any], splits: dict[str, list[dict[str, Any]]]) -> str:
+    """SHA-256 over the canonical serialisation: header line, then each split's rows in order."""
+    digest = hashlib.sha256()
+    digest.update((canonical_json(header) + "\n").encode("utf-8"))
+    for split in SPLITS:
+        rows = splits.get(split, [])
+        digest.update((canonical_json({"split": split, "rows": len(rows)}) + "\n").encode("utf-8"))
+        for row in rows:
+            digest.update((canonical_json(row) + "\n").encode("utf-8"))
+    return digest.hexdigest()
+
+
+def _header(kind: SnapshotKind, filters: dict[str, Any], stats: dict[str, int]) -> dict[str, Any]:
+    return {"format": FORMAT_VERSION, "kind": kind.value, "filters": filters, "stats": stats}
+
+
+# --- files ------------------------------------------------------------------------------
+
+
+def snapshot_dir(snapshot: Snapshot) -> Path:
+    """The snapshot's directory, resolved under the data root (RLHF_HOME)."""
+    return resolve_under(load_settings().home, snapshot.path)
+
+
+def snapshot_files(snapshot: Snapshot) -> dict[str, Path]:
+    """{"train": .../train.parquet, "heldout": .../heldout.parquet, "manifest": .../manifest.json}"""
+    root = snapshot_dir(snapshot)
+    return {key: root / name for key, name in FILES.items()}
+
+
+def read_split(snapshot: Snapshot, split: str) -> list[dict[str, Any]]:
+    """The rows of one split as plain Python values (the order they were written in)."""
+    if split not in SPLITS:
+        raise InvalidInput(f"unknown split {split!r}: use one of {', '.join(SPLITS)}")
+    path = snapshot_files(snapshot)[split]
+    if not path.is_file():
+        raise NotFound(f"snapshot {snapshot.id} has no file {path}")
+    return pq.read_table(path).to_pylist()
+
+
+def verify_snapshot(snapshot: Snapshot) -> str:
+    """Re-read the Parquet files and check their content against the recorded SHA-256."""
+    splits = {split: read_split(snapshot, split) for split in SPLITS}
+    header = _header(SnapshotKind(snapshot.kind), dict(snapshot.filters), dict(snapshot.stats))
+    actual = content_sha256(header, splits)
+    if actual != snapshot.sha256:
+        raise InvalidInput(
+            f"snapshot {snapshot.id} does not match its hash: files {actual}, "
+            f"recorded {snapshot.sha256}"
+        )
+    return actual
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_dir(
+    final: Path, kind: SnapshotKind, splits: dict[str, list[dict[str, Any]]], manifest: dict
+) -> bool:
+    """Write the snapshot directory atomically. False if it already existed (same content)."""
+    if final.is_dir():
+        return False
+    parent = final.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=parent))
+    try:
+        for split in SPLITS:
+            table = pa.Table.from_pylist(splits[split], schema=SCHEMAS[kind])
+            with open(tmp / FILES[split], "wb") as fh:
+                pq.write_table(table, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.chmod(tmp / FILES[split], 0o444)
+        with open(tmp / FILES["manifest"], "w", encoding="utf-8") as fh:
+            json.dump(manifest, fh, indent=2, sort_keys=True, ensure_ascii=False)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp / FILES["manifest"], 0o444)
+        os.chmod(tmp, 0o755)
+        _fsync_dir(tmp)
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            if final.is_dir():  # someone else wrote the same content first
+                shutil.rmtree(tmp, ignore_errors=True)
+                return False
+            raise
+        _fsync_dir(parent)
+        return True
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+# --- services ---------------------------------------------------------------------------
+
+
+def _find(session: Session, project_id: int, kind: SnapshotKind, sha256: str) -> Snapshot | None:
+    return session.scalar(
+        select(Snapshot).where(
+            Snapshot.project_id == project_id, Snapshot.kind == kind, Snapshot.sha256 == sha256
+        )
+    )
+
+
+def create_snapshot(
+    session: Session,
+    *,
+    project: Project | str | int,
+    kind: str | SnapshotKind,
+    created_by: int | None = None,
+    include_gold: bool = False,
+    origin: str | Origin | None = None,
+) -> tuple[Snapshot, bool]:
+    """Freeze the project's labels of this kind. Returns (snapshot, created).
+
+    created is False when a snapshot with the same content already exists: that one is
+    returned (its files are rewritten if their directory has gone missing).
+    project: a Project, or its name or id. origin: only labels from "labeler" or "import"
+    (None: both).
+    """
+    if not isinstance(project, Project):
+        project = get_project(session, project)
+    try:
+        kind = SnapshotKind(kind)
+    except ValueError:
+        raise InvalidInput(
+            f"unknown snapshot kind {kind!r}: use one of {', '.join(k.value for k in SnapshotKind)}"
+        ) from None
+    if origin is not None:
+        try:
+            origin = Origin(origin)
+        except ValueError:
+            raise InvalidInput(
+                f"unknown origin {origin!r}: use one of {', '.join(o.value for o in Origin)}"
+            ) from None
+
+    counts: Counter = Counter()
+    rows = _BUILDERS[kind](session, project, include_gold, origin, counts)
+    stats = {key: int(counts[key]) for key in _STAT_KEYS[kind]}
+    splits: dict[str, list[dict[str, Any]]] = {split: [] for split in SPLITS}
+    for split, row in rows:
+        splits[split].append(row)
+    for split in SPLITS:
+        splits[split].sort(key=_sort_key)
+    total = sum(len(v) for v in splits.values())
+    if total == 0:
+        left_out = {k: v for k, v in stats.items() if v and k != "labels"}
+        detail = f" (left out: {canonical_json(left_out)})" if left_out else ""
+        raise InvalidInput(
+            f"no labels to snapshot: project {project.name!r} has no {kind.value} rows{detail}"
+        )
+    stats["rows"] = total
+
+    filters: dict[str, Any] = {"include_gold": bool(include_gold)}
+    if origin is not None:
+        filters["origin"] = origin.value
+    sha = content_sha256(_header(kind, filters, stats), splits)
+    split_counts = {split: len(splits[split]) for split in SPLITS}
+    name = f"{project.id}-{kind.value}-{sha}"
+    snapshots_root = load_settings().snapshots_dir
+    final = resolve_under(snapshots_root, name)
+    relative = final.relative_to(load_settings().home).as_posix()
+    manifest = {
+        "format": FORMAT_VERSION,
+        "project": project.name,
+        "kind": kind.value,
+        "sha256": sha,
+        "rows": total,
+        "splits": split_counts,
+        "stats": stats,
+        "filters": filters,
+        "files": {split: FILES[split] for split in SPLITS},
+        "columns": SCHEMAS[kind].names,
+        "margins": {"1": MARGINS[1], "2": MARGINS[2], "3": MARGINS[3], "none": UNKNOWN_MARGIN}
+        if kind == SnapshotKind.preference
+        else None,
+        "hash": "sha256 over canonical JSON lines: header {format, kind, filters, stats}, "
+        'then per split {"split", "rows"} and one line per row',
+    }
+
+    existing = _find(session, project.id, kind, sha)
+    if existing is not None:
+        _write_dir(final, kind, splits, manifest)  # restores the files if they went missing
+        return existing, False
+
+    made = _write_dir(final, kind, splits, manifest)
+    snapshot = Snapshot(
+        project_id=project.id,
+        kind=kind,
+        filters=filters,
+        rows=total,
+        splits=split_counts,
+        stats=stats,
+        sha256=sha,
+        path=relative,
+        created_by=created_by,
+    )
+    try:
+        with session.begin_nested():
+            session.add(snapshot)
+    except IntegrityError:
+        existing = _find(session, project.id, kind, sha)  # created at the same time elsewhere
+        if existing is not None:
+            return existing, False
+        if made:
+            shutil.rmtree(final, ignore_errors=True)
+        raise
+    except BaseException:
+        if made:
+            shutil.rmtree(final, ignore_errors=True)
+        raise
+    return snapshot, True
+
+
+def get_snapshot(session: Session, snapshot_id: int) -> Snapshot:
+    snapshot = session.get(Snapshot, snapshot_id)
+    if snapshot is None:
+        raise NotFound(f"no snapshot with id {snapshot_id}")
+    return snapshot
+
+
+def list_snapshots(session: Session, *, project: Project | None = None) -> list[Snapshot]:
+    """Snapshots, newest first; only one project's when `project` is given."""
+    query = select(Snapshot).order_by(Snapshot.id.desc())
+    if project is not None:
+        query = query.where(Snapshot.project_id == project.id)
+    return list(session.scalars(query))
+
+
+def describe(session: Session, snapshot: Snapshot) -> dict[str, Any]:
+    """Plain values for the CLI and pages: id, sha256, rows, splits, path (absolute), ..."""
+    project_name = session.scalar(select(Project.name).where(Project.id == snapshot.project_id))
+    creator = (
+        session.scalar(select(User.name).where(User.id == snapshot.created_by))
+        if snapshot.created_by is not None
+        else None
+    )
+    return {
+        "id": snapshot.id,
+        "project": project_name,
+        "kind": SnapshotKind(snapshot.kind).value,
+        "sha256": snapshot.sha256,
+        "rows": snapshot.rows,
+        "splits": {split: int(snapshot.splits.get(split, 0)) for split in SPLITS},
+        "stats": dict(snapshot.stats),
+        "filters": dict(snapshot.filters),
+        "path": str(snapshot_dir(snapshot)),
+        "created_by": creator,
+        "created_at": snapshot.created_at,
+    }
