@@ -56,17 +56,20 @@ def sqlite_template(tmp_path_factory) -> str:
 def pg_database(worker_id) -> str:
     if not PG_URL:
         pytest.skip("RLHF_TEST_POSTGRES_URL is not set")
-    name = f"rlhf_test_{worker_id}"
+    # One database per test process: parallel runs on one server do not collide.
+    name = f"rlhf_test_{os.getpid()}_{worker_id}"
     admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
     url = make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
     engine = make_engine(url)
     migrate.upgrade(engine)
     engine.dispose()
-    return url
+    yield url
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
 
 
 def _truncate_pg(url: str) -> None:
