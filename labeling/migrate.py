@@ -21,7 +21,9 @@ SCRIPT_LOCATION = Path(migrations.__file__).parent
 def alembic_config(engine: Engine, stdout=None) -> Config:
     cfg = Config(stdout=stdout or io.StringIO())
     cfg.set_main_option("script_location", str(SCRIPT_LOCATION))
-    cfg.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False).replace("%", "%%"))
+    cfg.set_main_option(
+        "sqlalchemy.url", engine.url.render_as_string(hide_password=False).replace("%", "%%")
+    )
     return cfg
 
 
@@ -51,7 +53,5 @@ def head() -> str | None:
 def differences(engine: Engine) -> list:
     """What the models have that the migrated schema lacks (or the reverse). Empty when clean."""
     with engine.connect() as conn:
-        ctx = MigrationContext.configure(
-            conn, opts={"compare_type": True, "render_as_batch": True}
-        )
+        ctx = MigrationContext.configure(conn, opts={"compare_type": True, "render_as_batch": True})
         return compare_metadata(ctx, Base.metadata)

@@ -85,9 +85,7 @@ def update_project(session: Session, project: Project, **values: Any) -> Project
         live = (Task.project_id == project.id, ~Task.is_gold, Task.status != TaskStatus.retired)
         session.execute(update(Task).where(*live).values(overlap=overlap))
         session.execute(
-            update(Task)
-            .where(*live, Task.labels_count >= overlap)
-            .values(status=TaskStatus.done)
+            update(Task).where(*live, Task.labels_count >= overlap).values(status=TaskStatus.done)
         )
         session.execute(
             update(Task).where(*live, Task.labels_count < overlap).values(status=TaskStatus.open)
@@ -99,7 +97,9 @@ def task_status(session: Session, project: Project) -> dict[str, Any]:
     """Counts for `rlhf tasks status`: tasks by state, labels, live leases."""
     now = utcnow()
     rows = session.execute(
-        select(Task.status, Task.is_gold, func.count(), func.coalesce(func.sum(Task.labels_count), 0))
+        select(
+            Task.status, Task.is_gold, func.count(), func.coalesce(func.sum(Task.labels_count), 0)
+        )
         .where(Task.project_id == project.id)
         .group_by(Task.status, Task.is_gold)
     ).all()

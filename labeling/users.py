@@ -21,7 +21,9 @@ def _role(role: str | Role) -> Role:
     try:
         return Role(role)
     except ValueError:
-        raise InvalidInput(f"unknown role {role!r}: use one of {', '.join(r.value for r in Role)}") from None
+        raise InvalidInput(
+            f"unknown role {role!r}: use one of {', '.join(r.value for r in Role)}"
+        ) from None
 
 
 def add_user(session: Session, *, name: str, role: str | Role, password: str | None) -> User:
@@ -34,9 +36,7 @@ def add_user(session: Session, *, name: str, role: str | Role, password: str | N
         raise InvalidInput(f"password too short: at least {MIN_PASSWORD} characters")
     if session.scalar(select(User.id).where(User.name == name)) is not None:
         raise Conflict(f"user {name!r} already exists")
-    user = User(
-        name=name, role=role, password_hash=_hasher.hash(password) if password else None
-    )
+    user = User(name=name, role=role, password_hash=_hasher.hash(password) if password else None)
     session.add(user)
     session.flush()
     return user

@@ -1,5 +1,90 @@
-"""Placeholder until this command lands."""
+"""`rlhf import FILE --project NAME`: prompts, demonstrations and preference pairs in bulk."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from app.cli.common import acting_user, print_json, transaction
+from labeling.models import Role
+
+FORMAT_CHOICES = [
+    "auto",
+    "prompts",
+    "messages",
+    "prompt-completion",
+    "preference",
+    "hh-rlhf",
+    "candidates",
+]
 
 
 def register(sub) -> None:
-    pass
+    p = sub.add_parser(
+        "import",
+        help="import prompts, demonstrations or preference pairs (admin, engineer)",
+        description=(
+            "Import a JSON lines, CSV or Parquet file, or a directory saved with datasets' "
+            "save_to_disk. All or nothing unless --skip-invalid; duplicates (by content "
+            "hash) are counted and skipped, so importing a file twice adds nothing."
+        ),
+    )
+    p.add_argument("file", type=Path, help="the file (or saved datasets directory)")
+    p.add_argument("--project", required=True)
+    p.add_argument(
+        "--format",
+        default="auto",
+        choices=FORMAT_CHOICES,
+        help="row format (default: detect from the keys of the rows)",
+    )
+    p.add_argument("--skip-invalid", action="store_true", help="import the good rows, list the bad")
+    p.add_argument(
+        "--unlabeled",
+        action="store_true",
+        help="preference pairs become compare tasks for labelers, without the imported choice",
+    )
+    p.add_argument("--source", help="stored on new prompts (default: the file name)")
+    p.add_argument("--split", help="split of a saved DatasetDict (default: train)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from labeling import importer
+
+    try:
+        with transaction() as s:
+            acting_user(s, args, Role.admin, Role.engineer)
+            result = importer.import_file(
+                s,
+                project=args.project,
+                path=args.file,
+                format=args.format,
+                skip_invalid=args.skip_invalid,
+                unlabeled=args.unlabeled,
+                source=args.source,
+                split=args.split,
+            )
+    except importer.ImportFailed as exc:
+        if args.json:
+            print_json(exc.result.as_dict())
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print_json(result.as_dict())
+        return 0
+    print(
+        f"imported {result.imported} of {result.rows_read} rows ({result.format}) into "
+        f"{result.project}: {result.prompts_added} prompts, {result.responses_added} responses, "
+        f"{result.tasks_added} tasks, {result.labels_added} labels; "
+        f"{result.duplicates} duplicates"
+    )
+    for note in result.notes:
+        print(note)
+    if result.skipped:
+        print(f"skipped {len(result.skipped)} invalid rows:")
+        for error in result.skipped[: importer.MAX_ERRORS_IN_MESSAGE]:
+            print(f"  {error}")
+        if len(result.skipped) > importer.MAX_ERRORS_IN_MESSAGE:
+            print(f"  ... and {len(result.skipped) - importer.MAX_ERRORS_IN_MESSAGE} more")
+    return 0

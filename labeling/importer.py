@@ -1,0 +1,803 @@
+"""Bulk import of prompts, demonstrations and preference pairs into a project.
+
+    result = import_file(session, project="hh", path="pairs.jsonl")   # the caller commits
+
+Formats (see labeling.import_formats): prompts, messages, prompt-completion, preference
+(standard, conversational, implicit prompt), hh-rlhf, candidates. What a row becomes depends
+on the project kind:
+
+    sft       prompts -> write task (to answer); messages / prompt-completion -> write task
+              with an imported Demonstration (labels_count 1)
+    pairwise  preference / hh-rlhf -> compare task (A = chosen) with an imported Preference
+              (choice a); with unlabeled=True only the task, A/B order by a coin from its
+              hash; candidates with exactly 2 responses -> unlabeled compare task
+    ranking   candidates -> rank task with k TaskCandidate rows
+    any       prompts -> prompts only (answers come later from checkpoints)
+
+Identity is the content hash (labeling.hashing): a prompt, task or imported response that
+already exists is reused, so importing a file twice adds nothing the second time.
+
+All or nothing by default: every row is parsed and checked before anything is written; any
+bad row raises ImportFailed (an InvalidInput carrying the summary) and nothing is written.
+skip_invalid=True writes the good rows and lists the skipped ones.
+
+Speed: no ORM object per row. Existing hashes are looked up with chunked IN queries, ids
+are allocated in bulk (a sequence on PostgreSQL, max(id)+1 under SQLite's write lock) and
+rows go in with COPY (PostgreSQL) or executemany on the DBAPI cursor (SQLite), written in
+the same representation the ORM's column types would write.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import queue
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from hashlib import sha256
+from json.encoder import encode_basestring as _json_string  # what json.dumps uses for str
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import exists, select
+from sqlalchemy.orm import Session
+
+from labeling.errors import Conflict, InvalidInput
+from labeling.hashing import sha256_text, split_for_hash
+from labeling.import_formats import (
+    FORMATS,
+    ROW_KIND,
+    Row,
+    RowProblem,
+    detect_format,
+    looks_like,
+    no_format_message,
+    open_source,
+    parse_row,
+)
+from labeling.models import (
+    AuthorKind,
+    Choice,
+    Origin,
+    Project,
+    ProjectKind,
+    Prompt,
+    Response,
+    Task,
+    TaskKind,
+    TaskStatus,
+    utcnow,
+)
+from labeling.projects import get_project
+
+LOOKUP_CHUNK = 5000
+MAX_ERRORS_IN_MESSAGE = 20
+
+# Which formats each project kind takes.
+ACCEPTS = {
+    ProjectKind.sft: ("prompts", "messages", "prompt-completion"),
+    ProjectKind.pairwise: ("prompts", "preference", "hh-rlhf", "candidates"),
+    ProjectKind.ranking: ("prompts", "candidates"),
+    ProjectKind.arena: ("prompts",),
+}
+
+
+@dataclass
+class RowError:
+    number: int
+    unit: str  # "line" (JSONL, CSV) or "row" (Parquet, datasets, JSON array, Python rows)
+    error: str
+
+    def __str__(self) -> str:
+        return f"{self.unit} {self.number}: {self.error}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"line": self.number, "where": f"{self.unit} {self.number}", "error": self.error}
+
+
+@dataclass
+class ImportResult:
+    project: str
+    format: str | None
+    rows_read: int = 0
+    imported: int = 0
+    duplicates: int = 0
+    skipped: list[RowError] = field(default_factory=list)
+    errors: list[RowError] = field(default_factory=list)
+    prompts_added: int = 0
+    responses_added: int = 0
+    tasks_added: int = 0
+    labels_added: int = 0
+    notes: list[str] = field(default_factory=list)
+    # Seconds spent reading and checking rows, planning (hashes, look-ups), inserting.
+    timings: dict[str, float] = field(default_factory=dict, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "project": self.project,
+            "format": self.format,
+            "ok": self.ok,
+            "rows_read": self.rows_read,
+            "imported": self.imported,
+            "duplicates": self.duplicates,
+            "skipped": [e.as_dict() for e in self.skipped],
+            "errors": [e.as_dict() for e in self.errors],
+            "prompts_added": self.prompts_added,
+            "responses_added": self.responses_added,
+            "tasks_added": self.tasks_added,
+            "labels_added": self.labels_added,
+            "notes": list(self.notes),
+        }
+
+
+class ImportFailed(InvalidInput):
+    """Some rows were bad and skip_invalid was off: nothing was written. `.result` says why."""
+
+    def __init__(self, result: ImportResult, reason: str | None = None):
+        self.result = result
+        errors = result.errors
+        lines = [str(e) for e in errors[:MAX_ERRORS_IN_MESSAGE]]
+        if len(errors) > MAX_ERRORS_IN_MESSAGE:
+            lines.append(f"... and {len(errors) - MAX_ERRORS_IN_MESSAGE} more")
+        head = reason or (
+            f"{len(errors)} of {result.rows_read} rows are invalid; nothing was imported "
+            "(fix them, or pass --skip-invalid to import the other rows)"
+        )
+        super().__init__("\n  ".join([head, *lines]))
+
+
+def import_file(
+    session: Session,
+    *,
+    project: Project | str | int,
+    path: str | Path,
+    format: str = "auto",
+    skip_invalid: bool = False,
+    unlabeled: bool = False,
+    source: str | None = None,
+    split: str | None = None,
+) -> ImportResult:
+    """Import a JSONL / CSV / Parquet file or a saved `datasets` directory into `project`.
+
+    `source` is stored on new prompts and responses for rows without their own `source`
+    (default: the file's name). `split` picks a split of a saved DatasetDict (default train).
+    """
+    project = _project(session, project)
+    _check_format_name(format)
+    opened = open_source(path, split=split)
+    default_source = source if source is not None else Path(path).name[:200]
+    with _no_gc():
+        return _import(
+            session,
+            project,
+            opened.rows,
+            opened.unit,
+            format,
+            skip_invalid,
+            unlabeled,
+            default_source,
+        )
+
+
+def import_rows(
+    session: Session,
+    *,
+    project: Project | str | int,
+    rows: Iterable[dict[str, Any]],
+    format: str = "auto",
+    skip_invalid: bool = False,
+    unlabeled: bool = False,
+    source: str | None = None,
+) -> ImportResult:
+    """Import rows given as dicts (numbered "row 1", "row 2", ... in errors)."""
+    project = _project(session, project)
+    _check_format_name(format)
+    numbered = (
+        (i, row if isinstance(row, dict) else RowProblem("expected an object"))
+        for i, row in enumerate(rows, 1)
+    )
+    with _no_gc():
+        return _import(session, project, numbered, "row", format, skip_invalid, unlabeled, source)
+
+
+@contextmanager
+def _no_gc() -> Iterator[None]:
+    """Bulk loading makes millions of small objects and frees none of them: the cyclic
+    collector would scan them again and again (it cost ~40% of an import). Reference
+    counting still frees everything as usual; the collector is back on when we return."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _project(session: Session, project: Project | str | int) -> Project:
+    return project if isinstance(project, Project) else get_project(session, project)
+
+
+def _check_format_name(fmt: str) -> None:
+    if fmt != "auto" and fmt not in FORMATS:
+        raise InvalidInput(f"unknown format {fmt!r}: use auto or one of {', '.join(FORMATS)}")
+
+
+# --------------------------------------------------------------------------- parse and check
+
+
+def _import(
+    session: Session,
+    project: Project,
+    rows: Iterator[tuple[int, Any]],
+    unit: str,
+    fmt: str,
+    skip_invalid: bool,
+    unlabeled: bool,
+    default_source: str | None,
+) -> ImportResult:
+    result = ImportResult(project=project.name, format=None if fmt == "auto" else fmt)
+    if fmt != "auto":
+        _check_kind(project, fmt, unlabeled)
+    parsed: list[Row] = []
+    errors = result.errors
+    rank_k = project.rank_k
+    started = time.perf_counter()
+    for number, row in rows:
+        result.rows_read += 1
+        if isinstance(row, RowProblem):
+            errors.append(RowError(number, unit, str(row)))
+            continue
+        if fmt == "auto":
+            detected = detect_format(row)
+            if detected is None:
+                errors.append(RowError(number, unit, no_format_message(row)))
+                continue
+            if result.format is None:
+                _check_kind(project, detected, unlabeled)
+                result.format = detected
+            elif detected != result.format and not looks_like(result.format, row):
+                errors.append(
+                    RowError(
+                        number,
+                        unit,
+                        f"this row is in {detected} format but the rows before it are "
+                        f"{result.format}: all rows of a file must share one format",
+                    )
+                )
+                continue
+        try:
+            parsed_row = parse_row(result.format, number, row, default_source)
+            if parsed_row.kind == "candidates":
+                k = len(parsed_row.texts)
+                if project.kind == ProjectKind.pairwise and k != 2:
+                    raise RowProblem(f"a pairwise project takes exactly 2 responses, got {k}")
+                if project.kind == ProjectKind.ranking and rank_k and k != rank_k:
+                    raise RowProblem(f"this ranking project ranks {rank_k} responses, got {k}")
+        except RowProblem as exc:
+            errors.append(RowError(number, unit, str(exc)))
+            continue
+        parsed.append(parsed_row)
+
+    result.timings["read"] = time.perf_counter() - started
+    if result.rows_read == 0:
+        raise InvalidInput("no rows: the file is empty")
+    if errors:
+        if not parsed:
+            raise ImportFailed(result, f"none of the {result.rows_read} rows can be imported")
+        if not skip_invalid:
+            raise ImportFailed(result)
+        result.skipped, result.errors = errors, []
+    _write(session, project, parsed, unlabeled, result)
+    if ROW_KIND[result.format] == "prompt" and project.kind != ProjectKind.sft:
+        result.notes.append("prompts only: no tasks created")
+    return result
+
+
+def _check_kind(project: Project, fmt: str, unlabeled: bool) -> None:
+    accepted = ACCEPTS[project.kind]
+    if fmt not in accepted:
+        raise InvalidInput(
+            f"{fmt} rows cannot go into {project.kind.value} project {project.name!r}: "
+            f"it takes {', '.join(accepted)}"
+        )
+    if unlabeled and ROW_KIND[fmt] == "sft":
+        raise InvalidInput(
+            "--unlabeled applies to preference pairs; to import prompts without answers "
+            "use the prompts format"
+        )
+
+
+# --------------------------------------------------------------------------- plan and write
+
+
+def _write(
+    session: Session, project: Project, rows: list[Row], unlabeled: bool, result: ImportResult
+) -> None:
+    started = time.perf_counter()
+    session.flush()
+    pid = project.id
+    kind = project.kind
+
+    # Hashes of everything the rows hold.
+    compare_rows = ("pair", "candidates") if kind == ProjectKind.pairwise else ("pair",)
+    compare = TaskKind.compare.value
+    hashed = []
+    stored_json: dict[str, str] = {}
+    for row in rows:
+        ph, stored_json[ph] = _prompt_json(row.messages)
+        rhs = [sha256_text(t) for t in row.texts]
+        order = tuple(range(len(rhs)))
+        is_compare = row.kind in compare_rows
+        if row.kind == "prompt":
+            th = _task_hash(TaskKind.write.value, ph) if kind == ProjectKind.sft else None
+        elif row.kind == "sft":
+            th = _task_hash(TaskKind.write.value, ph, rhs)
+        elif is_compare:
+            th = _task_hash(compare, ph, rhs)
+            if unlabeled and row.kind == "pair" and int(th[-1], 16) & 1:
+                order = (1, 0)  # a coin from the hash: the chosen answer is not always A
+                th = _task_hash(compare, ph, rhs[::-1])
+        else:
+            th = _task_hash(TaskKind.rank.value, ph, rhs)
+        hashed.append((row, ph, rhs, th, order, is_compare))
+
+    # What exists already (only worth asking when the project has prompts at all).
+    # A compare task is the same task with A and B the other way round.
+    prompt_ids: dict[str, int] = {}
+    existing_tasks: set[str] = set()
+    response_ids: dict[tuple[str, str], int] = {}
+    has_prompts = session.scalar(select(exists().where(Prompt.project_id == pid)))
+    if has_prompts:
+        prompt_ids = dict(
+            _lookup(
+                session,
+                Prompt.content_hash,
+                Prompt.id,
+                {h[1] for h in hashed},
+                Prompt.project_id == pid,
+            )
+        )
+        wanted = set()
+        for _, ph, rhs, th, order, is_compare in hashed:
+            if th is not None and ph in prompt_ids:
+                wanted.add(th)
+                if is_compare:
+                    wanted.add(_task_hash(compare, ph, [rhs[i] for i in reversed(order)]))
+        existing_tasks = {
+            t
+            for t, _ in _lookup(session, Task.content_hash, Task.id, wanted, Task.project_id == pid)
+        }
+        hash_of = {v: k for k, v in prompt_ids.items()}
+        with_texts = {prompt_ids[h[1]] for h in hashed if h[2] and h[1] in prompt_ids}
+        for prompt_id, rid, rh in _imported_responses(session, with_texts):
+            response_ids.setdefault((hash_of[prompt_id], rh), rid)
+
+    # Decide row by row what is new.
+    new_prompts: dict[str, Row] = {}
+    new_responses: dict[tuple[str, str], tuple[str, str | None]] = {}
+    new_tasks: list[tuple[str, str, list[tuple[str, str]], str]] = []  # th, ph, keys, kind
+    seen_tasks: set = set()  # within the file, a pair in either order is one task
+    for row, ph, rhs, th, order, is_compare in hashed:
+        if th is None:
+            if ph in prompt_ids or ph in new_prompts:
+                result.duplicates += 1
+            else:
+                new_prompts[ph] = row
+                result.imported += 1
+            continue
+        seen_key = (ph, frozenset(rhs)) if is_compare else th
+        if seen_key in seen_tasks or (
+            ph in prompt_ids
+            and (
+                th in existing_tasks
+                or is_compare
+                and _task_hash(compare, ph, [rhs[i] for i in reversed(order)]) in existing_tasks
+            )
+        ):
+            result.duplicates += 1
+            continue
+        seen_tasks.add(seen_key)
+        if ph not in prompt_ids and ph not in new_prompts:
+            new_prompts[ph] = row
+        keys = []
+        for i in order:
+            key = (ph, rhs[i])
+            if key not in response_ids and key not in new_responses:
+                new_responses[key] = (row.texts[i], row.source)
+            keys.append(key)
+        new_tasks.append((th, ph, keys, row.kind))
+        result.imported += 1
+
+    result.timings["plan"] = time.perf_counter() - started
+    if not (new_prompts or new_tasks):
+        return
+    started = time.perf_counter()
+    w = (
+        _SQLiteWriter(session)
+        if session.bind.dialect.name == "sqlite"
+        else _PostgresWriter(session)
+    )
+    try:
+        n_labels = 0 if unlabeled else sum(1 for t in new_tasks if t[3] in ("sft", "pair"))
+        label_table = "demonstrations" if kind == ProjectKind.sft else "preferences"
+        ids = {
+            "prompts": w.ids("prompts", len(new_prompts)),
+            "responses": w.ids("responses", len(new_responses)),
+            "tasks": w.ids("tasks", len(new_tasks)),
+            label_table: w.ids(label_table, n_labels),
+        }
+        # The database works on one batch in a thread while Python builds the next.
+        with _Background(w) as out:
+            _build_rows(
+                out,
+                ids,
+                project,
+                unlabeled,
+                result,
+                stored_json,
+                prompt_ids,
+                response_ids,
+                new_prompts,
+                new_responses,
+                new_tasks,
+            )
+    finally:
+        w.close()
+    result.timings["insert"] = time.perf_counter() - started
+
+
+BATCH = 25_000
+
+
+def _build_rows(
+    out,
+    ids,
+    project,
+    unlabeled,
+    result,
+    stored_json,
+    prompt_ids,
+    response_ids,
+    new_prompts,
+    new_responses,
+    new_tasks,
+) -> None:
+    """The rows to insert, in foreign-key order, handed to `out` in batches."""
+    pid, overlap, kind = project.id, project.overlap, project.kind
+    now = out.timestamp(utcnow())
+    dumps = json.dumps
+
+    heldout = project.heldout_fraction
+    rows = []
+    for new_id, (ph, row) in zip(ids["prompts"], new_prompts.items(), strict=True):
+        prompt_ids[ph] = new_id
+        rows.append(
+            (
+                new_id,
+                pid,
+                stored_json[ph],
+                ph,
+                split_for_hash(ph, heldout),
+                row.source,
+                row.category,
+                dumps(row.tags, ensure_ascii=False) if row.tags is not None else None,
+                now,
+            )
+        )
+        if len(rows) == BATCH:
+            out.insert("prompts", PROMPT_COLUMNS, rows)
+            result.prompts_added += len(rows)
+            rows = []
+    out.insert("prompts", PROMPT_COLUMNS, rows)
+    result.prompts_added += len(rows)
+
+    imported_kind = AuthorKind.imported.value
+    rows = []
+    for new_id, (key, (text, source)) in zip(ids["responses"], new_responses.items(), strict=True):
+        response_ids[key] = new_id
+        rows.append((new_id, prompt_ids[key[0]], text, key[1], imported_kind, source, now))
+        if len(rows) == BATCH:
+            out.insert("responses", RESPONSE_COLUMNS, rows)
+            result.responses_added += len(rows)
+            rows = []
+    out.insert("responses", RESPONSE_COLUMNS, rows)
+    result.responses_added += len(rows)
+
+    # Tasks, then what hangs off them: rank candidates and the imported labels.
+    label_ids = iter(ids.get("demonstrations") or ids.get("preferences") or ())
+    f = out.false
+    task_rows, candidate_rows, demo_rows, pref_rows = [], [], [], []
+    origin, choice_a = Origin.imported.value, Choice.a.value
+    done, open_ = TaskStatus.done.value, TaskStatus.open.value
+    write, compare, rank = TaskKind.write.value, TaskKind.compare.value, TaskKind.rank.value
+    for task_id, (th, ph, keys, row_kind) in zip(ids["tasks"], new_tasks, strict=True):
+        labels = 0 if unlabeled or row_kind not in ("sft", "pair") else 1
+        status = done if labels >= overlap else open_
+        rids = [response_ids[k] for k in keys]
+        a = b = None
+        if row_kind == "prompt":
+            task_kind = write
+        elif row_kind == "sft":
+            task_kind = write
+            demo_rows.append((next(label_ids), task_id, origin, rids[0], now))
+        elif row_kind == "pair" or kind == ProjectKind.pairwise:
+            task_kind = compare
+            a, b = rids
+            if labels:
+                pref_rows.append((next(label_ids), task_id, origin, choice_a, now))
+        else:
+            task_kind = rank
+            candidate_rows.extend((task_id, pos, rid) for pos, rid in enumerate(rids))
+        task_rows.append(
+            (
+                task_id,
+                pid,
+                prompt_ids[ph],
+                task_kind,
+                a,
+                b,
+                th,
+                f,
+                status,
+                overlap,
+                labels,
+                0,
+                0,
+                0,
+                now,
+            )
+        )
+        if len(task_rows) == BATCH:
+            out.insert("tasks", TASK_COLUMNS, task_rows)
+            result.tasks_added += len(task_rows)
+            task_rows = []
+    out.insert("tasks", TASK_COLUMNS, task_rows)
+    result.tasks_added += len(task_rows)
+    out.insert("task_candidates", ("task_id", "position", "response_id"), candidate_rows)
+    out.insert("demonstrations", DEMO_COLUMNS, demo_rows)
+    out.insert("preferences", PREF_COLUMNS, pref_rows)
+    result.labels_added = len(demo_rows) + len(pref_rows)
+
+
+class _Background:
+    """Runs a writer's inserts, in order, on one thread; the caller keeps building rows.
+
+    Both drivers release the GIL while the database works (sqlite3 while it steps,
+    psycopg while it waits on the socket), so the two overlap. The first error stops
+    the inserts and is raised again in the caller; on leaving, the thread is always joined
+    before the transaction can be rolled back or committed.
+    """
+
+    def __init__(self, writer):
+        self.writer = writer
+        self.timestamp = writer.timestamp
+        self.false = writer.false
+        self.queue: queue.Queue = queue.Queue(maxsize=4)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="rlhf-import-writer", daemon=True)
+
+    def __enter__(self) -> _Background:
+        self.thread.start()
+        return self
+
+    def insert(self, table: str, columns: tuple[str, ...], rows: list[tuple]) -> None:
+        if self.error is not None:
+            raise self.error
+        if rows:
+            self.queue.put((table, columns, rows))
+
+    def _run(self) -> None:
+        while (item := self.queue.get()) is not None:
+            if self.error is None:
+                try:
+                    self.writer.insert(*item)
+                except BaseException as exc:  # re-raised in the caller's thread
+                    self.error = exc
+
+    def __exit__(self, *exc_info) -> None:
+        self.queue.put(None)
+        self.thread.join()
+        if self.error is not None and exc_info[0] is None:
+            raise self.error
+
+
+PROMPT_COLUMNS = (
+    "id",
+    "project_id",
+    "messages",
+    "content_hash",
+    "split",
+    "source",
+    "category",
+    "tags",
+    "created_at",
+)
+RESPONSE_COLUMNS = (
+    "id",
+    "prompt_id",
+    "text",
+    "content_hash",
+    "author_kind",
+    "source",
+    "created_at",
+)
+TASK_COLUMNS = (
+    "id",
+    "project_id",
+    "prompt_id",
+    "kind",
+    "response_a_id",
+    "response_b_id",
+    "content_hash",
+    "is_gold",
+    "status",
+    "overlap",
+    "labels_count",
+    "active_leases",
+    "lease_epoch",
+    "priority",
+    "created_at",
+)
+DEMO_COLUMNS = ("id", "task_id", "origin", "response_id", "created_at")
+PREF_COLUMNS = ("id", "task_id", "origin", "choice", "created_at")
+
+
+def _prompt_json(messages: list[dict[str, str]]) -> tuple[str, str]:
+    """(prompt_hash(messages), the JSON to store), without a json.dumps per message.
+
+    The hash input is exactly labeling.hashing.canonical_json of the messages (sorted keys,
+    no spaces, non-ASCII kept): roles are known ASCII words and contents are encoded by
+    the same function json.dumps uses for strings. A test checks the two agree.
+    """
+    canonical, stored = [], []
+    for m in messages:
+        content, role = _json_string(m["content"]), m["role"]
+        canonical.append('{"content":' + content + ',"role":"' + role + '"}')
+        stored.append('{"role":"' + role + '","content":' + content + "}")
+    return (
+        sha256(("[" + ",".join(canonical) + "]").encode("utf-8")).hexdigest(),
+        "[" + ",".join(stored) + "]",
+    )
+
+
+def _task_hash(kind: str, prompt_sha: str, response_shas: list[str] = ()) -> str:
+    """labeling.hashing.task_hash for hex digests, formatted directly (a test checks it)."""
+    shas = ",".join('"' + h + '"' for h in response_shas)
+    return sha256(f'["{kind}","{prompt_sha}",[{shas}]]'.encode()).hexdigest()
+
+
+def _chunks(values: list, size: int = LOOKUP_CHUNK) -> Iterator[list]:
+    for i in range(0, len(values), size):
+        yield values[i : i + size]
+
+
+def _lookup(session: Session, key_col, value_col, keys: set[str], *where) -> list[tuple[str, int]]:
+    out: list[tuple[str, int]] = []
+    for chunk in _chunks(sorted(keys)):
+        out.extend(session.execute(select(key_col, value_col).where(*where, key_col.in_(chunk))))
+    return out
+
+
+def _imported_responses(session: Session, prompt_ids: set[int]) -> list[tuple[int, int, str]]:
+    out: list[tuple[int, int, str]] = []
+    for chunk in _chunks(sorted(prompt_ids)):
+        out.extend(
+            session.execute(
+                select(Response.prompt_id, Response.id, Response.content_hash)
+                .where(Response.prompt_id.in_(chunk), Response.author_kind == AuthorKind.imported)
+                .order_by(Response.id)
+            )
+        )
+    return out
+
+
+class _SQLiteWriter:
+    """executemany on the session's sqlite3 connection, inside its BEGIN IMMEDIATE transaction.
+
+    Values are what the ORM's types would store: UTC datetimes as naive
+    'YYYY-MM-DD HH:MM:SS.ffffff' text, JSON as text, booleans as 0/1, enums as their values.
+    """
+
+    false = 0
+    CACHE_KIB = 131_072  # a bigger page cache while the indexes take 100k random keys
+
+    def __init__(self, session: Session):
+        self.conn = session.connection().connection.driver_connection
+        (self.cache_size,) = self.conn.execute("PRAGMA cache_size").fetchone()
+        self.conn.execute(f"PRAGMA cache_size=-{self.CACHE_KIB}")
+
+    def close(self) -> None:
+        self.conn.execute(f"PRAGMA cache_size={int(self.cache_size)}")
+
+    @staticmethod
+    def timestamp(moment) -> str:
+        return moment.replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+    def ids(self, table: str, n: int) -> range:
+        if n == 0:
+            return range(0)
+        # The transaction began with BEGIN IMMEDIATE: nobody else can write until we commit.
+        (top,) = self.conn.execute(f"SELECT COALESCE(MAX(id), 0) FROM {table}").fetchone()
+        return range(top + 1, top + 1 + n)
+
+    def insert(self, table: str, columns: tuple[str, ...], rows: list[tuple]) -> None:
+        if not rows:
+            return
+        import sqlite3
+
+        sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+        try:
+            self.conn.executemany(sql, rows)
+        except sqlite3.IntegrityError as exc:
+            raise Conflict(f"import clashed with existing {table}: {exc}") from None
+
+
+class _PostgresWriter:
+    """COPY FROM STDIN on the session's psycopg connection; ids from each table's sequence.
+
+    The COPY text is built here, column by column (psycopg's write_row per row was the
+    slowest part): NULL is \\N, booleans t/f, the timestamp an ISO string with its UTC
+    offset, and free-text columns (JSON included) get COPY's backslash escapes.
+    """
+
+    false = "f"
+    TEXT_COLUMNS = {"messages", "source", "category", "tags", "text"}
+    ROWS_PER_WRITE = 5000
+
+    def __init__(self, session: Session):
+        self.conn = session.connection().connection.driver_connection
+
+    def close(self) -> None:
+        pass
+
+    @staticmethod
+    def timestamp(moment) -> str:
+        return moment.isoformat(sep=" ")
+
+    def ids(self, table: str, n: int) -> list[int]:
+        if n == 0:
+            return []
+        with self.conn.cursor() as cur:
+            (seq,) = cur.execute("SELECT pg_get_serial_sequence(%s, 'id')", (table,)).fetchone()
+            cur.execute(
+                "SELECT array_agg(nextval(%s::regclass)) FROM generate_series(1, %s)", (seq, n)
+            )
+            return cur.fetchone()[0]
+
+    def insert(self, table: str, columns: tuple[str, ...], rows: list[tuple]) -> None:
+        if not rows:
+            return
+        import psycopg
+
+        cols = []
+        for name, values in zip(columns, zip(*rows, strict=True), strict=True):
+            if name in self.TEXT_COLUMNS:
+                cols.append([_copy_escape(v) if v is not None else "\\N" for v in values])
+            else:
+                cols.append([str(v) if v is not None else "\\N" for v in values])
+        lines = list(map("\t".join, zip(*cols, strict=True)))
+        try:
+            with self.conn.cursor() as cur:
+                with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+                    for i in range(0, len(lines), self.ROWS_PER_WRITE):
+                        chunk = lines[i : i + self.ROWS_PER_WRITE]
+                        copy.write(("\n".join(chunk) + "\n").encode("utf-8"))
+        except psycopg.errors.UniqueViolation as exc:
+            raise Conflict(
+                f"another import added the same {table} at the same time; run it again ({exc})"
+            ) from None
+
+
+def _copy_escape(value: str) -> str:
+    """Text for COPY's text format: backslash, tab, newline and carriage return escaped."""
+    return (
+        value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    )
