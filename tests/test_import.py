@@ -7,6 +7,7 @@ back through the ORM to check that values round-trip as the ORM itself would wri
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -33,9 +34,9 @@ from labeling.models import (
 )
 from labeling.projects import create_project
 
-HH_SAMPLE = Path("/work/shared/data/hh-rlhf-harmless-sample.jsonl")
-if not HH_SAMPLE.exists():  # the shared data folder, or a copy next to the repo
-    HH_SAMPLE = Path(__file__).resolve().parents[1] / "shared/data/hh-rlhf-harmless-sample.jsonl"
+# ../shared beside the checkout (as in CI); RLHF_SHARED_DIR points elsewhere if needed.
+SHARED = Path(os.environ.get("RLHF_SHARED_DIR") or Path(__file__).resolve().parents[2] / "shared")
+HH_SAMPLE = SHARED / "data" / "hh-rlhf-harmless-sample.jsonl"
 HH_EARLY_DIFF = [451, 519]  # pairs whose transcripts differ before the last assistant turn
 HH_EMPTY_ANSWER = 275  # the chosen transcript ends with an empty assistant answer
 
