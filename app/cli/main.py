@@ -11,12 +11,22 @@ from app.cli import (
     demo_cmd,
     import_cmd,
     projects_cmd,
+    serve_cmd,
     snapshot_cmd,
     tasks_cmd,
     users_cmd,
 )
 
-COMMANDS = [demo_cmd, db_cmd, users_cmd, projects_cmd, tasks_cmd, import_cmd, snapshot_cmd]
+COMMANDS = [
+    demo_cmd,
+    serve_cmd,
+    db_cmd,
+    users_cmd,
+    projects_cmd,
+    tasks_cmd,
+    import_cmd,
+    snapshot_cmd,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,55 @@
+"""`rlhf serve`: start the Streamlit labeling UI (an admin starts it; every page then
+checks its own caller's role)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from app.cli.common import acting_user, transaction
+from labeling.models import Role
+
+MAIN = Path(__file__).resolve().parents[1] / "ui" / "main.py"
+
+
+def register(sub) -> None:
+    p = sub.add_parser("serve", help="start the labeling UI in the browser (Streamlit)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8501)
+    p.add_argument("--max-upload-mb", type=int, default=50, help="largest import upload")
+    p.set_defaults(func=serve)
+
+
+def streamlit_command(host: str, port: int, max_upload_mb: int = 50) -> list[str]:
+    return [
+        sys.executable, "-m", "streamlit", "run", str(MAIN),
+        "--server.address", host,
+        "--server.port", str(port),
+        "--server.headless", "true",
+        "--server.enableXsrfProtection", "true",
+        "--server.enableCORS", "true",
+        "--server.maxUploadSize", str(max_upload_mb),
+        "--server.fileWatcherType", "none",
+        "--server.runOnSave", "false",
+        "--browser.gatherUsageStats", "false",
+        "--client.toolbarMode", "minimal",
+        "--global.developmentMode", "false",
+    ]  # fmt: skip
+
+
+def serve(args) -> int:
+    from labeling import migrate
+    from labeling.db import make_engine
+
+    engine = make_engine()
+    if migrate.current(engine) != migrate.head():
+        print("error: the database is not migrated: run `rlhf db upgrade` (or `rlhf demo`)",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    with transaction() as s:
+        acting_user(s, args, Role.admin)
+    command = streamlit_command(args.host, args.port, args.max_upload_mb)
+    print(f"serving on http://{args.host}:{args.port}  (Ctrl+C stops)", flush=True)
+    os.execv(command[0], command)
+    return 0  # not reached

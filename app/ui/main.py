@@ -1,0 +1,93 @@
+"""The Streamlit app: `rlhf serve` runs this file. Pages are chosen by the caller's role,
+and every page checks the role again itself (app.ui.auth.require)."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app.ui import auth
+from app.ui.pages import login
+from labeling.models import Role
+
+st.set_page_config(page_title="RLHF feedback", page_icon=":material/thumbs_up_down:", layout="wide")
+
+
+def labeler_pages() -> list:
+    from app.ui.pages import compare, progress, rank, write
+
+    return [
+        st.Page(compare.render, title="Compare", icon=":material/compare:", url_path="compare"),
+        st.Page(write.render, title="Write", icon=":material/edit_note:", url_path="write"),
+        st.Page(rank.render, title="Rank", icon=":material/format_list_numbered:", url_path="rank"),
+        st.Page(
+            progress.render, title="My progress", icon=":material/insights:", url_path="progress"
+        ),
+    ]
+
+
+def admin_pages() -> list:
+    from app.ui.pages import admin_dashboard, admin_import, admin_projects, admin_users
+
+    return [
+        st.Page(
+            admin_projects.render,
+            title="Projects",
+            icon=":material/folder:",
+            url_path="admin_projects",
+        ),
+        st.Page(
+            admin_import.render, title="Import", icon=":material/upload:", url_path="admin_import"
+        ),
+        st.Page(admin_users.render, title="Users", icon=":material/group:", url_path="admin_users"),
+        st.Page(
+            admin_dashboard.render,
+            title="Dashboard",
+            icon=":material/monitoring:",
+            url_path="admin_dashboard",
+        ),
+    ]
+
+
+def engineer_pages() -> list:
+    from app.ui.pages import engineer_runs, engineer_snapshots, engineer_training
+
+    return [
+        st.Page(
+            engineer_snapshots.render,
+            title="Snapshots",
+            icon=":material/inventory_2:",
+            url_path="snapshots",
+        ),
+        st.Page(
+            engineer_training.render,
+            title="Launch training",
+            icon=":material/rocket_launch:",
+            url_path="training",
+        ),
+        st.Page(
+            engineer_runs.render,
+            title="Runs and checkpoints",
+            icon=":material/model_training:",
+            url_path="runs",
+        ),
+    ]
+
+
+user = auth.current_user()
+if user is None:
+    page = st.navigation(
+        [st.Page(login.render, title="Log in", icon=":material/login:", url_path="login")]
+    )
+else:
+    sections: dict[str, list] = {"Label": labeler_pages()}
+    if user.role in (Role.admin, Role.engineer):
+        sections["Engineer"] = engineer_pages()
+    if user.role == Role.admin:
+        sections["Admin"] = admin_pages()
+    page = st.navigation(sections)
+    with st.sidebar:
+        st.caption(f"Signed in as **{user.name}** ({user.role.value})")
+        if st.button("Log out", icon=":material/logout:"):
+            auth.log_out()
+            st.rerun()
+page.run()
