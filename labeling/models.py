@@ -184,6 +184,18 @@ class User(Base):
     __table_args__ = (CheckConstraint("length(name) > 0", name="name_not_empty"),)
 
 
+class WebSession(Base):
+    """A browser login that survives a page reload. Only the token's SHA-256 is stored."""
+
+    __tablename__ = "web_sessions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+    __table_args__ = (Index("ix_web_sessions_user", "user_id"),)
+
+
 class Project(Base):
     __tablename__ = "projects"
     id: Mapped[int] = mapped_column(primary_key=True)

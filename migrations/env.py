@@ -10,6 +10,15 @@ config = context.config
 target_metadata = Base.metadata
 
 
+def render_item(type_, obj, autogen_context):
+    """Write our column types as plain SQLAlchemy types, so migrations never import models."""
+    from labeling.models import UTCDateTime
+
+    if type_ == "type" and isinstance(obj, UTCDateTime):
+        return "sa.DateTime(timezone=True)"
+    return False
+
+
 def run_migrations_offline() -> None:
     context.configure(
         url=config.get_main_option("sqlalchemy.url"),
@@ -37,6 +46,7 @@ def _run(connection) -> None:
         connection=connection,
         target_metadata=target_metadata,
         render_as_batch=True,  # SQLite cannot ALTER most things; batch mode recreates tables
+        render_item=render_item,
         compare_type=True,
         compare_server_default=True,
     )

@@ -1,7 +1,10 @@
 """Who is using this browser session, checked against the database on every run.
 
-Only the user's id lives in st.session_state; the role and the active flag are read from
-the database each time, so a role change or a deactivation applies at the next action.
+Only the user's id (and their login token) live in st.session_state; the role and the
+active flag are read from the database each time, so a role change or a deactivation
+applies at the next action. A login also sets a cookie holding a random token (its hash is
+in the database, labeling.web_sessions), so a page reload keeps the user logged in; logging
+out deletes the token server-side.
 """
 
 from __future__ import annotations
@@ -12,9 +15,21 @@ import streamlit as st
 
 from app.ui import state
 from app.ui.db import transaction
-from labeling import users
+from labeling import users, web_sessions
 from labeling.errors import PermissionDenied
 from labeling.models import Role
+
+COOKIE = "rlhf_session"
+_COOKIE_JS = """
+export default function(component) {
+  const { data } = component;
+  if (!data || !data.name) return;
+  const secure = window.location.protocol === "https:" ? "; Secure" : "";
+  document.cookie = data.name + "=" + encodeURIComponent(data.value) +
+    "; Path=/; Max-Age=" + data.max_age + "; SameSite=Strict" + secure;
+}
+"""
+_cookie_component = st.components.v2.component("rlhf_session_cookie", js=_COOKIE_JS)
 
 
 @dataclass(frozen=True)
@@ -27,7 +42,9 @@ class CurrentUser:
 def current_user() -> CurrentUser | None:
     user_id = st.session_state.get(state.USER_ID)
     if user_id is None:
-        return None
+        user_id = _from_cookie()
+        if user_id is None:
+            return None
     with transaction() as s:
         try:
             user = users.require_role(s, int(user_id))
@@ -37,19 +54,53 @@ def current_user() -> CurrentUser | None:
         return CurrentUser(user.id, user.name, user.role)
 
 
+def _from_cookie() -> int | None:
+    token = st.context.cookies.get(COOKIE) if st.context.cookies else None
+    if not token or st.session_state.get(state.LOGGED_OUT):
+        return None
+    with transaction() as s:
+        user_id = web_sessions.resolve(s, token)
+    if user_id is not None:
+        st.session_state[state.USER_ID] = user_id
+        st.session_state[state.TOKEN] = token
+    return user_id
+
+
 def log_in(name: str, password: str) -> CurrentUser | None:
     with transaction() as s:
         user = users.authenticate(s, name.strip(), password)
         if user is None:
             return None
         current = CurrentUser(user.id, user.name, user.role)
+        token = web_sessions.start(s, user_id=user.id)
     st.session_state.clear()  # nothing from before the login survives it
     st.session_state[state.USER_ID] = current.id
+    st.session_state[state.TOKEN] = token
     return current
 
 
 def log_out() -> None:
+    with transaction() as s:
+        web_sessions.end(s, st.session_state.get(state.TOKEN))
     st.session_state.clear()
+    st.session_state[state.LOGGED_OUT] = True
+
+
+def sync_cookie() -> None:
+    """Keep the browser's cookie in step with this session: set after login, cleared after
+    logout. Rendered once per run by main.py."""
+    token = st.session_state.get(state.TOKEN)
+    if token:
+        data = {
+            "name": COOKIE,
+            "value": token,
+            "max_age": int(web_sessions.DEFAULT_TTL.total_seconds()),
+        }
+    elif st.session_state.get(state.LOGGED_OUT):
+        data = {"name": COOKIE, "value": "", "max_age": 0}
+    else:
+        return
+    _cookie_component(data=data, key="session-cookie")
 
 
 def require(*roles: Role) -> CurrentUser:

@@ -74,6 +74,7 @@ def engineer_pages() -> list:
 
 
 user = auth.current_user()
+auth.sync_cookie()
 if user is None:
     page = st.navigation(
         [st.Page(login.render, title="Log in", icon=":material/login:", url_path="login")]

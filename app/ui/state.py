@@ -9,3 +9,5 @@ STRENGTH = "compare_strength"  # 1, 2, 3
 SUBMIT_KEY = "submit_key"  # idempotency key of the form on screen: a double click writes once
 SHOWN_AT = "shown_at"  # monotonic time the current task appeared (time spent)
 FLASH = "flash"  # one message to show after the next rerun
+TOKEN = "session_token"  # the login token also kept in the browser's cookie
+LOGGED_OUT = "logged_out"  # set by logout: the old cookie must not log the session back in
