@@ -39,7 +39,8 @@ def test_downgrade_minus_one_and_current(engine, cli, admin):
     assert cli("db", "current", "--json").json()["current"] == "0001"
     check = cli("db", "check")
     assert check.code == 1 and "rlhf db upgrade" in check.err
-    assert cli("db", "upgrade").code == 0
+    assert cli("db", "upgrade").code == 1  # users exist: an admin must do it
+    assert cli("db", "upgrade", user=admin).code == 0
 
 
 def test_check_fails_when_the_schema_drifts(engine, cli):
