@@ -13,7 +13,7 @@ from labeling.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from labeling.models import Role, User
 
 _hasher = PasswordHasher()
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,63}$")  # e-mails fit, for SSO
 MIN_PASSWORD = 8
 
 
@@ -29,7 +29,7 @@ def _role(role: str | Role) -> Role:
 def add_user(session: Session, *, name: str, role: str | Role, password: str | None) -> User:
     if not NAME_RE.match(name or ""):
         raise InvalidInput(
-            f"invalid user name {name!r}: 1-64 letters, digits, '_', '.', '@' or '-'"
+            f"invalid user name {name!r}: 1-64 letters, digits, '_', '.', '@', '+' or '-'"
         )
     role = _role(role)
     if password is not None and len(password) < MIN_PASSWORD:

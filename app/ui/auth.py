@@ -42,7 +42,7 @@ class CurrentUser:
 def current_user() -> CurrentUser | None:
     user_id = st.session_state.get(state.USER_ID)
     if user_id is None:
-        user_id = _from_cookie()
+        user_id = _from_cookie() or _from_oidc()
         if user_id is None:
             return None
     with transaction() as s:
@@ -52,6 +52,35 @@ def current_user() -> CurrentUser | None:
             st.session_state.pop(state.USER_ID, None)  # deactivated or deleted meanwhile
             return None
         return CurrentUser(user.id, user.name, user.role)
+
+
+def oidc_configured() -> bool:
+    """True when an [auth] section is in Streamlit's secrets (see README: single sign-on)."""
+    try:
+        return "auth" in st.secrets
+    except Exception:  # no secrets file at all
+        return False
+
+
+def oidc_identity() -> str | None:
+    """The e-mail of the person signed in through OIDC (st.login), if any."""
+    if not oidc_configured() or not st.user.is_logged_in:
+        return None
+    return st.user.get("email")
+
+
+def _from_oidc() -> int | None:
+    """Single sign-on maps to the local account named by the e-mail; roles stay local."""
+    email = oidc_identity()
+    if not email or st.session_state.get(state.LOGGED_OUT):
+        return None
+    with transaction() as s:
+        try:
+            user_id = users.require_role(s, email).id
+        except PermissionDenied:
+            return None
+    st.session_state[state.USER_ID] = user_id
+    return user_id
 
 
 def _from_cookie() -> int | None:
