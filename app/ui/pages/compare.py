@@ -1,10 +1,112 @@
-"""Placeholder: this page is being built."""
+"""Compare two answers: the labeler's main screen. Keyboard: A / B / T / X to choose,
+1 / 2 / 3 for strength, Enter to submit, S to skip."""
+
+from __future__ import annotations
 
 import streamlit as st
 
-from app.ui import auth
+from app.ui import auth, state, widgets
+from app.ui import render as show
+from labeling import labeler_views as lv
+
+CHOICES = [  # (screen choice, label, shortcut)
+    ("a", "A is better", "a"),
+    ("b", "B is better", "b"),
+    ("tie", "Tie", "t"),
+    ("both_bad", "Both bad", "x"),
+]
+STRENGTH_KEYS = {1: "1", 2: "2", 3: "3"}
+ANSWER_HEIGHT = 420
+
+
+def _choose(choice: str) -> None:
+    st.session_state[state.CHOICE] = choice
+
+
+def _strength(value: int) -> None:
+    st.session_state[state.STRENGTH] = value
+
+
+def _submit(user_id: int, project_id: int, assignment_id: int) -> None:
+    if st.session_state.get(state.ASSIGNMENT_ID) != assignment_id:
+        return  # a stale click from a task no longer on screen
+    choice = st.session_state.get(state.CHOICE)
+    if choice is None:
+        widgets.flash("warning", "Pick A, B, Tie or Both bad first.")
+        return
+    widgets.act(
+        user_id,
+        project_id,
+        lv.submit_compare,
+        assignment_id=assignment_id,
+        screen_choice=choice,
+        strength=st.session_state.get(state.STRENGTH, 2) if choice in ("a", "b") else None,
+        rationale=(st.session_state.get(f"rationale-{assignment_id}") or "").strip() or None,
+        time_spent_ms=widgets.time_spent_ms(),
+        idempotency_key=st.session_state.get(state.SUBMIT_KEY),
+    )
 
 
 def render() -> None:
-    auth.require()
-    st.info("Coming soon.")
+    user = auth.require()
+    project = widgets.pick_project("compare", lv.COMPARE_KINDS)
+    if project is None:
+        st.info("There are no comparison projects yet.")
+        return
+    widgets.show_flash()
+    view = widgets.current_task(user.id, project.id)
+    if view is None:
+        widgets.empty_queue(user.id, project.id)
+        return
+
+    show.chat(view.messages)
+    columns = st.columns(2, gap="medium")
+    for column, side, answer in ((columns[0], "a", view.left), (columns[1], "b", view.right)):
+        with column:
+            st.subheader(side.upper(), anchor=False)
+            with st.container(key=f"answer-{side}", height=ANSWER_HEIGHT, border=True):
+                show.untrusted(answer.text)
+
+    chosen = st.session_state.get(state.CHOICE)
+    with st.container(horizontal=True, key="choices"):
+        for value, label, key in CHOICES:
+            st.button(
+                label,
+                key=f"choice-{value}",
+                shortcut=key,
+                type="primary" if chosen == value else "secondary",
+                on_click=_choose,
+                args=(value,),
+            )
+    if chosen in ("a", "b"):
+        strength = st.session_state.get(state.STRENGTH, 2)
+        with st.container(horizontal=True, key="strengths"):
+            st.caption(f"How much better is {chosen.upper()}?")
+            for value, label in lv.STRENGTHS.items():
+                st.button(
+                    label,
+                    key=f"strength-{value}",
+                    shortcut=STRENGTH_KEYS[value],
+                    type="primary" if strength == value else "secondary",
+                    on_click=_strength,
+                    args=(value,),
+                )
+    st.text_area(
+        "Rationale",
+        key=f"rationale-{view.assignment_id}",
+        placeholder="Optional: why?",
+        height=80,
+    )
+    st.button(
+        "Submit",
+        key="submit",
+        type="primary",
+        shortcut="Enter",
+        icon=":material/send:",
+        # Never disabled: an Enter pressed right after "a", before the highlight is painted,
+        # must not be swallowed by a disabled button (the callback warns if nothing is chosen).
+        on_click=_submit,
+        args=(user.id, project.id, view.assignment_id),
+    )
+    widgets.skip_and_flag(user.id, project.id, view.assignment_id)
+    widgets.counter(user.id, project.id)

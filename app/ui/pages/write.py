@@ -1,10 +1,124 @@
-"""Placeholder: this page is being built."""
+"""Write the ideal answer (SFT demonstrations). The answer autosaves to the server while the
+labeler types; a reload brings back the draft of the task they hold. Ctrl+Enter submits."""
+
+from __future__ import annotations
 
 import streamlit as st
 
-from app.ui import auth
+from app.ui import auth, state, widgets
+from app.ui import render as show
+from app.ui.db import transaction
+from labeling import labeler_views as lv
+from labeling.errors import RLHFError
+
+MODEL_ANSWER_HEIGHT = 240
+
+
+def _submit(user_id: int, project_id: int, assignment_id: int, text: str | None = None) -> None:
+    if st.session_state.get(state.ASSIGNMENT_ID) != assignment_id:
+        return  # a stale click from a task no longer on screen
+    if text is None:
+        text = widgets.editor_text(assignment_id)
+    if text is None:
+        text = st.session_state.get(state.SAVED_TEXT) or ""
+    if not text.strip():
+        widgets.flash("warning", "Write an answer first.")
+        return
+    outcome = widgets.act(
+        user_id,
+        project_id,
+        lv.submit_write,
+        assignment_id=assignment_id,
+        text=text,
+        time_spent_ms=widgets.time_spent_ms(),
+        idempotency_key=st.session_state.get(state.SUBMIT_KEY),
+    )
+    if outcome is not None and not outcome.accepted:
+        st.session_state[state.REFUSED_TEXT] = text
+
+
+def _use_model_answer(user_id: int, assignment_id: int, response_id: int) -> None:
+    try:
+        with transaction() as s:
+            text = lv.copy_model_answer(
+                s, assignment_id=assignment_id, user_id=user_id, response_id=response_id
+            )
+    except RLHFError as exc:
+        widgets.flash("error", str(exc))
+        return
+    st.session_state[state.SAVED_TEXT] = text
+    widgets.replace_editor_text(assignment_id)
+
+
+def _autosave(user_id: int, assignment_id: int, text: str) -> None:
+    try:
+        with transaction() as s:
+            kept = lv.save_write_draft(s, assignment_id=assignment_id, user_id=user_id, text=text)
+    except RLHFError as exc:
+        st.error(f"Could not save your draft: {exc}")
+        return
+    st.session_state[state.SAVED_TEXT] = text
+    if not kept:
+        st.warning("Your lease on this item lapsed; your draft is saved.")
 
 
 def render() -> None:
-    auth.require()
-    st.info("Coming soon.")
+    user = auth.require()
+    project = widgets.pick_project("write", lv.WRITE_KINDS)
+    if project is None:
+        st.info("There are no writing projects yet.")
+        return
+    widgets.show_flash()
+    refused = st.session_state.pop(state.REFUSED_TEXT, None)
+    if refused:
+        with st.expander("Your answer that was not counted (copy it if you need it)"):
+            st.code(refused, language=None, wrap_lines=True)
+    view = widgets.current_task(user.id, project.id)
+    if view is None:
+        widgets.empty_queue(user.id, project.id)
+        return
+
+    show.chat(view.messages)
+    draft = (view.draft or {}).get("text") or ""
+    if state.SAVED_TEXT not in st.session_state:
+        st.session_state[state.SAVED_TEXT] = draft
+    st.markdown("**Your answer**")
+    text, ctrl_enter = widgets.answer_editor(
+        view.assignment_id, draft, placeholder="Write the answer you would want to receive."
+    )
+    if text != st.session_state[state.SAVED_TEXT]:
+        _autosave(user.id, view.assignment_id, text)
+    if ctrl_enter:
+        _submit(user.id, project.id, view.assignment_id, text)
+        st.rerun()
+    st.caption(
+        f":material/cloud_done: Draft saved as you type ({len(text)} characters)."
+        if text
+        else "Your draft saves as you type."
+    )
+
+    if view.model_answers:
+        with st.expander("Start from a model answer", icon=":material/smart_toy:"):
+            for i, answer in enumerate(view.model_answers, 1):
+                st.caption(f"Model answer {i} ({answer.source})")
+                with st.container(height=MODEL_ANSWER_HEIGHT, border=True):
+                    show.untrusted(answer.text)
+                st.button(
+                    f"Use model answer {i}",
+                    key=f"use-model-{answer.response_id}",
+                    icon=":material/content_copy:",
+                    on_click=_use_model_answer,
+                    args=(user.id, view.assignment_id, answer.response_id),
+                )
+
+    st.button(
+        "Submit",
+        key="submit",
+        type="primary",
+        shortcut="Ctrl+Enter",
+        icon=":material/send:",
+        on_click=_submit,
+        args=(user.id, project.id, view.assignment_id),
+    )
+    widgets.skip_and_flag(user.id, project.id, view.assignment_id)
+    widgets.counter(user.id, project.id)
