@@ -26,7 +26,7 @@ def labeler_pages() -> list:
 
 
 def admin_pages() -> list:
-    from app.ui.pages import admin_dashboard, admin_import, admin_projects, admin_users
+    from app.ui.pages import admin_dashboard, admin_projects, admin_users
 
     return [
         st.Page(
@@ -34,9 +34,6 @@ def admin_pages() -> list:
             title="Projects",
             icon=":material/folder:",
             url_path="admin_projects",
-        ),
-        st.Page(
-            admin_import.render, title="Import", icon=":material/upload:", url_path="admin_import"
         ),
         st.Page(admin_users.render, title="Users", icon=":material/group:", url_path="admin_users"),
         st.Page(
@@ -49,9 +46,13 @@ def admin_pages() -> list:
 
 
 def engineer_pages() -> list:
-    from app.ui.pages import engineer_runs, engineer_snapshots, engineer_training
+    from app.ui.pages import admin_import, engineer_runs, engineer_snapshots, engineer_training
 
+    # Engineers import too; admins see this section as well, so Import lives here once.
     return [
+        st.Page(
+            admin_import.render, title="Import", icon=":material/upload:", url_path="admin_import"
+        ),
         st.Page(
             engineer_snapshots.render,
             title="Snapshots",

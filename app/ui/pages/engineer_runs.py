@@ -1,10 +1,117 @@
-"""Placeholder: this page is being built."""
+"""Engineer · Runs and checkpoints: every training run, cancelling one, its metrics, and the
+checkpoints with their lineage (parent checkpoint, the run that made it, its snapshot)."""
 
+from __future__ import annotations
+
+import pandas as pd
 import streamlit as st
 
-from app.ui import auth
+from app.ui import auth, state
+from app.ui.db import transaction
+from app.ui.pages.admin_projects import act, show_flash
+from labeling import runs
+from labeling.models import Role, RunStatus
+
+ROLES = (Role.admin, Role.engineer)
+LIVE = ("queued", "running")
+RUN_COLUMNS = ["id", "kind", "status", "project", "snapshot_id", "base_checkpoint_id",
+               "reward_checkpoint_id", "created_by", "created_at", "started_at", "finished_at"]  # fmt: skip
 
 
 def render() -> None:
-    auth.require()
-    st.info("Coming soon.")
+    user = auth.require(*ROLES)
+    st.title("Runs and checkpoints")
+    show_flash()
+    with transaction() as s:
+        rows = runs.describe_runs(s, runs.list_runs(s))
+        checkpoints = runs.list_checkpoints(s)
+
+    st.subheader("Training runs")
+    if not rows:
+        st.info("No training runs yet: queue one on Launch training.")
+    else:
+        table = pd.DataFrame(rows)
+        table["status"] = [
+            f"{r['status']} (cancel requested)" if r["cancel_requested"] and r["status"] in LIVE
+            else r["status"]
+            for r in rows
+        ]  # fmt: skip
+        st.dataframe(table, hide_index=True, column_order=RUN_COLUMNS)
+        run_details(user.id, rows)
+
+    st.subheader("Checkpoints")
+    if not checkpoints:
+        st.caption("No checkpoints yet: runs record them when they finish.")
+    else:
+        st.dataframe(
+            pd.DataFrame(checkpoints),
+            hide_index=True,
+            column_order=[
+                "id",
+                "kind",
+                "name",
+                "parent",
+                "parent_id",
+                "run_id",
+                "run_kind",
+                "project",
+                "snapshot_id",
+                "snapshot_kind",
+                "base_model",
+                "created_at",
+            ],  # fmt: skip
+            column_config={"parent": "parent checkpoint", "run_kind": "made by a"},
+        )
+
+
+def run_details(user_id: int, rows: list[dict]) -> None:
+    by_id = {r["id"]: r for r in rows}
+    if st.session_state.get(state.RUN_ID) not in by_id:
+        st.session_state[state.RUN_ID] = rows[0]["id"]
+    run_id = st.selectbox(
+        "Run", list(by_id), key=state.RUN_ID,
+        format_func=lambda i: f"#{i} {by_id[i]['kind']} · {by_id[i]['status']}",
+    )  # fmt: skip
+    run = by_id[run_id]
+    left, right = st.columns([3, 1])
+    with left:
+        st.json(run["config"], expanded=False)
+    with right:
+        if run["status"] in LIVE and not run["cancel_requested"]:
+            st.button(
+                "Cancel run", key=f"run-{run_id}-cancel", icon=":material/cancel:",
+                on_click=_cancel, args=(user_id, run_id),
+                help="queued: cancelled at once; running: the worker stops at its next check",
+            )  # fmt: skip
+        elif run["cancel_requested"] and run["status"] == "running":
+            st.caption("Cancel requested: the worker stops the run at its next check.")
+    if run["error"]:
+        st.error("The run failed:")
+        st.code(run["error"], language=None)  # worker output: shown verbatim, never as Markdown
+    with transaction() as s:
+        metrics = runs.run_metrics(s, run_id)
+        log_tail = runs.get_run(s, run_id).log_tail
+    if metrics:
+        frame = pd.DataFrame(metrics).set_index("step")
+        numeric = [c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c])]
+        shown = st.multiselect(
+            "Metrics", numeric, default=[c for c in numeric if "loss" in c] or numeric[:1],
+            key=f"run-{run_id}-metrics",
+        )  # fmt: skip
+        if shown:
+            st.line_chart(frame[shown], x_label="step")
+    else:
+        st.caption("No metrics logged for this run yet.")
+    if log_tail:
+        with st.expander("Log (last lines)"):
+            st.code(log_tail, language=None)
+
+
+def _cancel(user_id: int, run_id: int) -> None:
+    def action(s) -> str:
+        run = runs.cancel_run(s, run_id)
+        if RunStatus(run.status) == RunStatus.cancelled:
+            return f"Run #{run_id} cancelled."
+        return f"Run #{run_id}: cancel requested; the worker stops it at its next check."
+
+    act(user_id, ROLES, action)

@@ -1,10 +1,190 @@
-"""Placeholder: this page is being built."""
+"""Engineer · Launch training: record a QUEUED training run; a worker runs it later.
+
+Config keys are TRL's own field names (learning_rate, max_steps, ...), stored as they are
+on the run; labeling.runs.queue_training_run checks that the snapshot and checkpoints fit.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
 
 import streamlit as st
+import yaml
 
 from app.ui import auth
+from app.ui.db import transaction
+from app.ui.pages.admin_projects import act, show_flash
+from labeling import runs, snapshots
+from labeling.errors import InvalidInput
+from labeling.models import Role, RunKind
+
+ROLES = (Role.admin, Role.engineer)
+KINDS = [k.value for k in RunKind]
+KIND_HELP = {
+    "sft": "supervised fine-tuning on demonstrations (TRL SFTTrainer)",
+    "reward": "reward model on preference pairs (TRL RewardTrainer)",
+    "dpo": "direct preference optimisation of a policy checkpoint (TRL DPOTrainer)",
+    "rl": "online RL with our reward model as reward function (TRL GRPO/RLOO)",
+}
+# Fallbacks where a preset file has no section for the kind (full fine-tune numbers).
+LEARNING_RATES = {"sft": 2e-5, "reward": 1e-5, "dpo": 5e-7, "rl": 1e-6}
+BATCH = {"cpu-demo": 2, "gpu": 8}
+PRESETS = ("cpu-demo", "gpu")
+PRESET_DIR = Path(__file__).resolve().parents[3] / "training" / "presets"
+K = "train-"  # widget keys: K + field
+NOTE = "queued: a worker will pick it up (`rlhf worker`, coming with training)"
 
 
 def render() -> None:
-    auth.require()
-    st.info("Coming soon.")
+    user = auth.require(*ROLES)
+    st.title("Launch training")
+    show_flash()
+    st.caption(f"This page records the run as {NOTE}.")
+    with transaction() as s:
+        snaps = [snapshots.describe(s, snap) for snap in snapshots.list_snapshots(s)]
+        checkpoints = runs.list_checkpoints(s)
+    if not snaps:
+        st.info("No snapshots yet: create one on the Snapshots page first.")
+        return
+
+    left, right = st.columns(2)
+    kind = left.selectbox(
+        "Run kind", KINDS, key=K + "kind", format_func=lambda k: f"{k}: {KIND_HELP[k]}"
+    )
+    preset = right.selectbox(
+        "Preset", PRESETS, key=K + "preset",
+        help="cpu-demo: a few steps with LoRA on the CPU; gpu: a real run on one GPU",
+    )  # fmt: skip
+
+    fitting = [
+        s for s in snaps if s["kind"] in {k.value for k in runs.SNAPSHOT_KINDS[RunKind(kind)]}
+    ]
+    if not fitting:
+        wanted = " or ".join(k.value for k in runs.SNAPSHOT_KINDS[RunKind(kind)])
+        st.warning(f"No {wanted} snapshot yet: a {kind} run trains on one.")
+        return
+    by_id = {s["id"]: s for s in fitting}
+    st.selectbox(
+        "Snapshot", list(by_id), key=K + "snapshot",
+        format_func=lambda i: f"#{i} {by_id[i]['project']} · {by_id[i]['kind']} · "
+        f"{by_id[i]['rows']} rows · {by_id[i]['sha256'][:12]}",
+    )  # fmt: skip
+
+    policies = {c["id"]: c for c in checkpoints if c["kind"] == "policy"}
+    rewards = {c["id"]: c for c in checkpoints if c["kind"] == "reward"}
+    left, right = st.columns(2)
+    needs_base = RunKind(kind) in runs.NEEDS_BASE
+    left.selectbox(
+        "Base checkpoint" + ("" if needs_base else " (optional)"),
+        [None, *policies], key=K + "base",
+        format_func=lambda i: "none: the default model" if i is None else _label(policies[i]),
+    )  # fmt: skip
+    if RunKind(kind) in runs.NEEDS_REWARD:
+        right.selectbox(
+            "Reward checkpoint", [None, *rewards], key=K + "reward",
+            format_func=lambda i: "choose one" if i is None else _label(rewards[i]),
+        )  # fmt: skip
+    elif st.session_state.get(K + "base") is None:
+        right.text_input(
+            "model_name_or_path", key=K + "model", placeholder="default",
+            help="a Hugging Face id or local path; empty: the default model",
+        )  # fmt: skip
+
+    st.subheader("Config")
+    values = preset_defaults(preset, kind)
+    st.caption(
+        f"The worker starts from the `{preset}` preset (training/presets/{preset}.yaml) and "
+        "applies these fields over it."
+    )
+    cols = st.columns(3)
+    # keys carry kind and preset: choosing another one brings its defaults back
+    cols[0].number_input(
+        "learning_rate", min_value=0.0, max_value=1.0, format="%.2e", step=1e-6,
+        value=float(values.get("learning_rate", LEARNING_RATES[kind])),
+        key=f"{K}lr-{kind}-{preset}",
+    )  # fmt: skip
+    cols[1].number_input(
+        "max_steps", min_value=1, max_value=10_000_000, value=values.get("max_steps"),
+        key=f"{K}steps-{kind}-{preset}",
+        placeholder=f"preset: {values.get('num_train_epochs', 1)} epoch(s)",
+    )  # fmt: skip
+    cols[2].number_input(
+        "per_device_train_batch_size", min_value=1, max_value=4096,
+        value=int(values.get("per_device_train_batch_size", BATCH[preset])),
+        key=f"{K}batch-{kind}-{preset}",
+    )  # fmt: skip
+    st.text_area(
+        "More TRL config fields (a JSON object of plain values)", key=K + "extra",
+        placeholder='{"beta": 0.1, "max_length": 512}', height=80,
+    )  # fmt: skip
+    st.button("Queue run", type="primary", key=K + "queue", icon=":material/rocket_launch:",
+              on_click=_queue, args=(user.id,))  # fmt: skip
+
+
+def _label(checkpoint: dict[str, Any]) -> str:
+    made = f"run #{checkpoint['run_id']}" if checkpoint["run_id"] else "registered"
+    return f"#{checkpoint['id']} {checkpoint['name']} ({made})"
+
+
+def preset_defaults(preset: str, kind: str) -> dict[str, Any]:
+    """The preset file's section for this run kind ({} when it has none)."""
+    try:
+        data = yaml.safe_load((PRESET_DIR / f"{preset}.yaml").read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return {}
+    section = data.get(kind) if isinstance(data, dict) else None
+    return section if isinstance(section, dict) else {}
+
+
+def build_config(kind: str, preset: str, lr: float, max_steps: int | None, batch: int,
+                 extra: str = "", model: str = "") -> dict[str, Any]:  # fmt: skip
+    """The run's config: the preset's name, the fields shown, then the extra JSON fields.
+    The worker reads the preset file and applies these over it."""
+    if preset not in PRESETS:
+        raise InvalidInput(f"unknown preset {preset!r}: use {' or '.join(PRESETS)}")
+    config: dict[str, Any] = {
+        "preset": preset,
+        "learning_rate": float(lr),
+        "per_device_train_batch_size": int(batch),
+    }
+    if max_steps is not None:
+        config["max_steps"] = int(max_steps)
+    if model.strip():
+        config["model_name_or_path"] = model.strip()
+    if extra.strip():
+        try:
+            more = json.loads(extra)
+        except json.JSONDecodeError as exc:
+            raise InvalidInput(
+                f"more config fields: not JSON ({exc.msg}, line {exc.lineno})"
+            ) from None
+        if not isinstance(more, dict):
+            raise InvalidInput('more config fields: write a JSON object, e.g. {"beta": 0.1}')
+        config.update(more)
+    return runs.check_config(config)
+
+
+def _queue(user_id: int) -> None:
+    ss = st.session_state
+    kind, preset = ss.get(K + "kind") or "sft", ss.get(K + "preset") or "cpu-demo"
+
+    def action(s) -> str:
+        config = build_config(
+            kind, preset,
+            ss.get(f"{K}lr-{kind}-{preset}", LEARNING_RATES[kind]),
+            ss.get(f"{K}steps-{kind}-{preset}"),
+            ss.get(f"{K}batch-{kind}-{preset}", BATCH[preset]),
+            ss.get(K + "extra") or "",
+            (ss.get(K + "model") or "") if ss.get(K + "base") is None else "",
+        )  # fmt: skip
+        run = runs.queue_training_run(
+            s, kind=kind, snapshot_id=ss.get(K + "snapshot"), config=config,
+            base_checkpoint_id=ss.get(K + "base"),
+            reward_checkpoint_id=ss.get(K + "reward") if RunKind(kind) in runs.NEEDS_REWARD else None,
+            created_by=user_id,
+        )  # fmt: skip
+        return f"Run #{run.id} ({kind}) {NOTE}. Follow it on Runs and checkpoints."
+
+    act(user_id, ROLES, action)
