@@ -20,8 +20,15 @@ def test_hostile_inline_payloads_are_escaped():
         out = inert_markdown(payload)
         assert "<" not in out and ">" not in out, out
         assert not re.search(r"(?<!\\)[\[\]]", out), out  # every bracket escaped: no links
-        assert ":" not in out.replace("&#58;", ""), out
+        prose = re.sub(r"`[^`]*`", "", out)  # bare addresses are shown as code spans
+        assert ":" not in prose.replace("&#58;", ""), out
         assert "$" not in out.replace("\\$", ""), out
+
+
+def test_bare_addresses_become_code_not_links():
+    out = inert_markdown("see http://example.invalid/x, www.example.invalid and a@b.example")
+    assert "`http://example.invalid/x,`" in out and "`www.example.invalid`" in out
+    assert "`a@b.example`" in out
 
 
 def test_code_stays_verbatim_and_markdown_still_formats():

@@ -9,7 +9,8 @@ from app.ui import auth
 from app.ui.pages import login
 from labeling.models import Role
 
-st.set_page_config(page_title="RLHF feedback", page_icon=":material/thumbs_up_down:", layout="wide")
+# An emoji favicon is drawn locally; a :material/...: one is fetched from a font host.
+st.set_page_config(page_title="RLHF feedback", page_icon="⚖️", layout="wide")
 
 
 def labeler_pages() -> list:

@@ -48,14 +48,37 @@ def inert_markdown(text: str) -> str:
     return "".join(out)
 
 
+# Bare addresses that the Markdown renderer would turn into links after decoding escapes.
+_AUTOLINK = re.compile(
+    r"(?i)(?:\b(?:https?|ftp)://|\bwww\.|\bmailto:)[^\s<>()\[\]]*|[\w.+-]+@[\w-]+(?:\.[\w-]+)+"
+)
+
+
 def _escape_inline(text: str) -> str:
     out, pos = [], 0
     for span in _CODE_SPAN.finditer(text):
-        out.append(text[pos : span.start()].translate(_ESCAPE))
+        out.append(_escape_plain(text[pos : span.start()]))
         out.append(span.group(0))
         pos = span.end()
+    out.append(_escape_plain(text[pos:]))
+    return "".join(out)
+
+
+def _escape_plain(text: str) -> str:
+    """Escape prose; show bare addresses as code, which no renderer turns into a link."""
+    out, pos = [], 0
+    for match in _AUTOLINK.finditer(text):
+        out.append(text[pos : match.start()].translate(_ESCAPE))
+        out.append(_as_code(match.group(0)))
+        pos = match.end()
     out.append(text[pos:].translate(_ESCAPE))
     return "".join(out)
+
+
+def _as_code(text: str) -> str:
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence, pad = "`" * (longest + 1), " " if longest else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def untrusted(text: str, *, container: Any = None) -> None:
