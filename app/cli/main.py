@@ -7,13 +7,16 @@ import argparse
 import sys
 
 from app.cli import (
+    checkpoints_cmd,
     db_cmd,
     demo_cmd,
+    eval_cmd,
     import_cmd,
     projects_cmd,
     serve_cmd,
     snapshot_cmd,
     tasks_cmd,
+    train_cmd,
     users_cmd,
 )
 
@@ -26,6 +29,9 @@ COMMANDS = [
     tasks_cmd,
     import_cmd,
     snapshot_cmd,
+    train_cmd,
+    checkpoints_cmd,
+    eval_cmd,
 ]
 
 

@@ -1,0 +1,388 @@
+"""What a running trainer writes: its run record, per-step metrics, and its checkpoint.
+
+    with Session.begin() as s:                       # the trainer owns each transaction
+        run = start_run(s, kind="sft", snapshot_id=3, config={...}, created_by=user.id)
+    with Session.begin() as s:
+        log_metrics(s, run_id, step=10, values={"loss": 0.7, "grad_norm": 1.2})
+    directory = write_checkpoint_dir("sft-run5", save)   # temp dir, fsync, rename, marker
+    with Session.begin() as s:
+        register_checkpoint(s, run_id=run_id, kind="policy", directory=directory, ...)
+        finish_run(s, run_id, metrics={...})
+
+Service functions take the session first and never commit. Like the rest of `labeling`, this
+module imports neither torch nor transformers: trainers hand it plain values.
+
+A checkpoint directory is complete when it holds the marker file COMPLETE (written last,
+after the rename); `register_checkpoint` refuses a directory without it, and the loader
+(training/models.py) refuses to load one. Non-finite numbers (NaN, inf) are stored as the
+strings "nan", "inf", "-inf": JSON (and PostgreSQL's jsonb) has no such numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import socket
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from labeling.errors import Conflict, InvalidInput, NotFound
+from labeling.models import (
+    Checkpoint,
+    CheckpointKind,
+    RunKind,
+    RunMetric,
+    RunStatus,
+    Snapshot,
+    TrainingRun,
+    User,
+    utcnow,
+)
+from labeling.settings import load_settings, resolve_under
+
+COMPLETE_MARKER = "COMPLETE"
+LOG_TAIL_CHARS = 20_000
+
+
+def json_safe(value: Any) -> Any:
+    """Plain JSON values: non-finite floats become strings, other objects their str()."""
+    if isinstance(value, bool) or value is None or isinstance(value, int | str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [json_safe(v) for v in value]
+    enum_value = getattr(value, "value", None)
+    if isinstance(enum_value, str | int):
+        return enum_value
+    return str(value)
+
+
+def _tail(text: str) -> str:
+    return text[-LOG_TAIL_CHARS:]
+
+
+# --- runs -------------------------------------------------------------------------------
+
+
+def start_run(
+    session: Session,
+    *,
+    kind: str | RunKind,
+    snapshot_id: int,
+    config: dict[str, Any],
+    created_by: int | None,
+    base_checkpoint_id: int | None = None,
+    reward_checkpoint_id: int | None = None,
+    run_id: int | None = None,
+    host: str | None = None,
+) -> TrainingRun:
+    """Record a run as RUNNING now. run_id: a QUEUED run (claimed by a worker) to start
+    instead of a new one. The snapshot's SHA-256 is pinned on the run."""
+    snapshot = session.get(Snapshot, int(snapshot_id))
+    if snapshot is None:
+        raise NotFound(f"no snapshot with id {snapshot_id}")
+    now = utcnow()
+    if run_id is None:
+        run = TrainingRun(kind=RunKind(kind), created_by=created_by)
+        session.add(run)
+    else:
+        run = get_run(session, run_id)
+        if RunStatus(run.status) != RunStatus.queued:
+            raise Conflict(f"run {run.id} is {RunStatus(run.status).value}, not queued")
+    run.status = RunStatus.running
+    run.config = json_safe(dict(config))
+    run.snapshot_id = snapshot.id
+    run.snapshot_sha256 = snapshot.sha256
+    run.base_checkpoint_id = base_checkpoint_id
+    run.reward_checkpoint_id = reward_checkpoint_id
+    run.host = host or socket.gethostname()
+    run.started_at = now
+    run.heartbeat_at = now
+    run.error = None
+    session.flush()
+    return run
+
+
+def get_run(session: Session, run_id: int) -> TrainingRun:
+    run = session.get(TrainingRun, int(run_id))
+    if run is None:
+        raise NotFound(f"no training run with id {run_id}")
+    return run
+
+
+def log_metrics(session: Session, run_id: int, *, step: int, values: dict[str, Any]) -> None:
+    """Store one logging step's numbers (merged into the row if the step was logged before)
+    and beat the run's heartbeat."""
+    clean = json_safe({k: v for k, v in values.items() if isinstance(v, int | float)})
+    row = session.get(RunMetric, (int(run_id), int(step)))
+    if row is None:
+        session.add(RunMetric(run_id=int(run_id), step=int(step), values=clean))
+    else:
+        row.values = {**dict(row.values or {}), **clean}
+    session.execute(
+        TrainingRun.__table__.update()
+        .where(TrainingRun.id == int(run_id))
+        .values(heartbeat_at=utcnow())
+    )
+    session.flush()
+
+
+def cancel_requested(session: Session, run_id: int) -> bool:
+    return bool(
+        session.scalar(select(TrainingRun.cancel_requested).where(TrainingRun.id == int(run_id)))
+    )
+
+
+def _end(session: Session, run_id: int, status: RunStatus, **fields: Any) -> TrainingRun:
+    run = get_run(session, run_id)
+    if RunStatus(run.status) != RunStatus.running:
+        raise Conflict(f"run {run.id} is {RunStatus(run.status).value}, not running")
+    run.status = status
+    run.finished_at = utcnow()
+    run.heartbeat_at = run.finished_at
+    for name, value in fields.items():
+        setattr(run, name, value)
+    session.flush()
+    return run
+
+
+def finish_run(
+    session: Session, run_id: int, *, metrics: dict[str, Any], log_tail: str = ""
+) -> TrainingRun:
+    """The run SUCCEEDED; `metrics` are its summary numbers (final loss, accuracy, ...)."""
+    return _end(
+        session, run_id, RunStatus.succeeded, metrics=json_safe(metrics), log_tail=_tail(log_tail)
+    )
+
+
+def fail_run(
+    session: Session,
+    run_id: int,
+    *,
+    error: str,
+    log_tail: str = "",
+    metrics: dict[str, Any] | None = None,
+    cancelled: bool = False,
+) -> TrainingRun:
+    """The run FAILED (or was CANCELLED on request); `error` says why, for a person."""
+    fields: dict[str, Any] = {"error": error, "log_tail": _tail(log_tail)}
+    if metrics is not None:
+        fields["metrics"] = json_safe(metrics)
+    status = RunStatus.cancelled if cancelled else RunStatus.failed
+    return _end(session, run_id, status, **fields)
+
+
+# --- checkpoint directories ----------------------------------------------------------------
+
+
+def _fsync_tree(root: Path) -> None:
+    for dirpath, _dirnames, filenames in os.walk(root):
+        for name in filenames:
+            fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        _fsync_dir(Path(dirpath))
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def checkpoint_name(kind: str | RunKind, run_id: int, snapshot_sha256: str | None) -> str:
+    name = f"{RunKind(kind).value}-run{int(run_id)}"
+    return f"{name}-{snapshot_sha256[:8]}" if snapshot_sha256 else name
+
+
+def write_checkpoint_dir(name: str, save: Callable[[Path], None]) -> Path:
+    """Write a checkpoint directory atomically under $RLHF_HOME/checkpoints/NAME.
+
+    `save(tmp)` writes the files into a temporary directory beside the target; they are
+    fsynced, the directory is renamed into place, and only then the COMPLETE marker is
+    written (and fsynced). A failure leaves no directory with that name behind.
+    """
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,150}", name):
+        raise InvalidInput(f"bad checkpoint name {name!r}")
+    root = load_settings().checkpoints_dir
+    root.mkdir(parents=True, exist_ok=True)
+    final = resolve_under(root, name)
+    if final.exists():
+        raise Conflict(f"checkpoint directory {final} already exists")
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=root))
+    try:
+        save(tmp)
+        if not any(tmp.iterdir()):
+            raise InvalidInput("the trainer saved nothing into the checkpoint directory")
+        _fsync_tree(tmp)
+        os.rename(tmp, final)
+        _fsync_dir(root)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    marker = final / COMPLETE_MARKER
+    marker.write_text(json.dumps({"name": name, "files": sorted(p.name for p in final.iterdir())}))
+    fd = os.open(marker, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    _fsync_dir(final)
+    return final
+
+
+def is_complete(directory: Path) -> bool:
+    return (Path(directory) / COMPLETE_MARKER).is_file()
+
+
+def checkpoint_dir(checkpoint: Checkpoint) -> Path:
+    """The checkpoint's directory, resolved under the data root (RLHF_HOME)."""
+    return resolve_under(load_settings().home, checkpoint.path)
+
+
+def register_checkpoint(
+    session: Session,
+    *,
+    kind: str | CheckpointKind,
+    directory: Path,
+    run_id: int | None,
+    base_model: str | None,
+    parent_id: int | None = None,
+    config: dict[str, Any] | None = None,
+    evaluation: dict[str, Any] | None = None,
+    name: str | None = None,
+) -> Checkpoint:
+    """Record a complete checkpoint directory with its lineage: the run that made it, the
+    snapshot (id and SHA-256) that run trained on, the parent checkpoint, the config."""
+    home = load_settings().home
+    directory = Path(directory).resolve()
+    relative = directory.relative_to(home) if home in directory.parents else None
+    if relative is None:
+        raise InvalidInput(f"checkpoint directory {directory} is not under the data root {home}")
+    if not is_complete(directory):
+        raise InvalidInput(f"checkpoint directory {directory} has no {COMPLETE_MARKER} marker")
+    snapshot_id = snapshot_sha256 = None
+    if run_id is not None:
+        run = get_run(session, run_id)
+        snapshot_id, snapshot_sha256 = run.snapshot_id, run.snapshot_sha256
+        if parent_id is None:
+            parent_id = run.base_checkpoint_id
+    if parent_id is not None and session.get(Checkpoint, int(parent_id)) is None:
+        raise NotFound(f"no checkpoint with id {parent_id} (the parent)")
+    checkpoint = Checkpoint(
+        kind=CheckpointKind(kind),
+        name=name or directory.name,
+        path=str(relative),
+        base_model=base_model,
+        parent_id=parent_id,
+        run_id=run_id,
+        snapshot_id=snapshot_id,
+        snapshot_sha256=snapshot_sha256,
+        config=json_safe(dict(config or {})),
+        evaluation=json_safe(dict(evaluation or {})),
+    )
+    session.add(checkpoint)
+    session.flush()
+    return checkpoint
+
+
+def get_checkpoint(session: Session, checkpoint_id: int) -> Checkpoint:
+    checkpoint = session.get(Checkpoint, int(checkpoint_id))
+    if checkpoint is None:
+        raise NotFound(f"no checkpoint with id {checkpoint_id}")
+    return checkpoint
+
+
+def describe_checkpoint(session: Session, checkpoint: Checkpoint) -> dict[str, Any]:
+    """Everything about one checkpoint, with its run and its chain of parents."""
+    run = session.get(TrainingRun, checkpoint.run_id) if checkpoint.run_id else None
+    creator = (
+        session.scalar(select(User.name).where(User.id == run.created_by))
+        if run is not None and run.created_by is not None
+        else None
+    )
+    chain: list[dict[str, Any]] = []
+    seen = {checkpoint.id}
+    parent_id = checkpoint.parent_id
+    while parent_id is not None and parent_id not in seen:
+        seen.add(parent_id)
+        parent = session.get(Checkpoint, parent_id)
+        if parent is None:
+            break
+        chain.append(
+            {
+                "id": parent.id,
+                "kind": CheckpointKind(parent.kind).value,
+                "name": parent.name,
+                "run_id": parent.run_id,
+            }
+        )
+        parent_id = parent.parent_id
+    directory = checkpoint_dir(checkpoint)
+    return {
+        "id": checkpoint.id,
+        "kind": CheckpointKind(checkpoint.kind).value,
+        "name": checkpoint.name,
+        "path": str(directory),
+        "complete": is_complete(directory),
+        "base_model": checkpoint.base_model,
+        "parent_id": checkpoint.parent_id,
+        "parents": chain,
+        "run_id": checkpoint.run_id,
+        "run": None
+        if run is None
+        else {
+            "kind": RunKind(run.kind).value,
+            "status": RunStatus(run.status).value,
+            "created_by": creator,
+            "host": run.host,
+            "started_at": run.started_at,
+            "finished_at": run.finished_at,
+            "metrics": dict(run.metrics or {}),
+        },
+        "snapshot_id": checkpoint.snapshot_id,
+        "snapshot_sha256": checkpoint.snapshot_sha256,
+        "config": dict(checkpoint.config or {}),
+        "evaluation": dict(checkpoint.evaluation or {}),
+        "created_at": checkpoint.created_at,
+    }
+
+
+def list_checkpoint_rows(
+    session: Session, *, kind: str | CheckpointKind | None = None
+) -> list[dict[str, Any]]:
+    """Checkpoints newest first, as short rows for a table."""
+    query = select(Checkpoint).order_by(Checkpoint.id.desc())
+    if kind is not None:
+        query = query.where(Checkpoint.kind == CheckpointKind(kind))
+    return [
+        {
+            "id": ck.id,
+            "kind": CheckpointKind(ck.kind).value,
+            "name": ck.name,
+            "base_model": ck.base_model,
+            "parent_id": ck.parent_id,
+            "run_id": ck.run_id,
+            "snapshot_id": ck.snapshot_id,
+            "snapshot_sha256": ck.snapshot_sha256,
+            "evaluation": dict(ck.evaluation or {}),
+            "path": ck.path,
+            "created_at": ck.created_at,
+        }
+        for ck in session.scalars(query)
+    ]

@@ -1,0 +1,330 @@
+"""`rlhf train sft|reward`, `rlhf checkpoints`, `rlhf eval reward` end to end on tiny models.
+
+Labels are seeded in a migrated SQLite database, frozen with create_snapshot, and trained on
+for two steps with tiny models built in-process (a Llama policy, a BERT reward encoder) and
+offline tokenizers; nothing is downloaded (HF_HUB_OFFLINE=1). The slow test runs one step of
+each recipe on the real default models (SmolLM2 from its GGUF, MiniLM).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+import pytest  # noqa: E402
+from sqlalchemy import func, select  # noqa: E402
+from test_training_models import save_tiny_bert, save_tiny_policy, word_tokenizer  # noqa: E402
+
+from labeling import snapshots  # noqa: E402
+from labeling.db import make_engine, make_sessionmaker  # noqa: E402
+from labeling.hashing import prompt_hash, sha256_text, task_hash  # noqa: E402
+from labeling.models import (  # noqa: E402
+    AuthorKind,
+    Checkpoint,
+    Demonstration,
+    Origin,
+    Preference,
+    Project,
+    ProjectKind,
+    Prompt,
+    Response,
+    Role,
+    RunMetric,
+    RunStatus,
+    Task,
+    TrainingRun,
+    User,
+)
+from labeling.settings import load_settings  # noqa: E402
+
+# (question, split, good answer, bad answer, strength)
+PAIRS = [
+    ("what colour is the sky", "train", "the sky is blue", "the sky is green", 3),
+    ("name a fruit", "train", "an apple", "a carrot", 1),
+    ("say hello politely", "train", "hello there friend", "go away", 2),
+    ("count to three", "train", "one two three", "one three", None),
+    ("what is ice", "heldout", "frozen water", "hot steam", 2),
+    ("name a planet", "heldout", "mars", "the moon", 3),
+    ("is fire hot", "heldout", "yes fire is hot", "no fire is cold", 1),
+]
+TINY = ["--max_steps", "2", "--per_device_train_batch_size", "2"]
+
+
+@pytest.fixture
+def db_url(sqlite_url):
+    """Training runs on SQLite only: the recipes' database work is plain services, tested on
+    PostgreSQL in test_training_records.py; here the cost is the training."""
+    return sqlite_url
+
+
+@pytest.fixture
+def Session(sqlite_url):  # noqa: N802
+    engine = make_engine(sqlite_url)
+    yield make_sessionmaker(engine)
+    engine.dispose()
+
+
+def _seed(s, pairs=PAIRS, name="p") -> Project:
+    project = Project(name=name, kind=ProjectKind.pairwise)
+    labeler = s.scalar(select(User).where(User.name == "lab")) or User(
+        name="lab", role=Role.labeler
+    )
+    s.add_all([project, labeler])
+    s.flush()
+    for question, split, good, bad, strength in pairs:
+        messages = [{"role": "user", "content": question}]
+        p = Prompt(
+            project_id=project.id,
+            messages=messages,
+            content_hash=prompt_hash(messages),
+            split=split,
+        )
+        s.add(p)
+        s.flush()
+        a, b = (
+            Response(
+                prompt_id=p.id, text=t, content_hash=sha256_text(t), author_kind=AuthorKind.imported
+            )
+            for t in (good, bad)
+        )
+        s.add_all([a, b])
+        s.flush()
+        shas = [a.content_hash, b.content_hash]
+        t = Task(
+            project_id=project.id,
+            prompt_id=p.id,
+            kind="compare",
+            content_hash=task_hash("compare", p.content_hash, shas),
+            response_a_id=a.id,
+            response_b_id=b.id,
+        )
+        w = Task(
+            project_id=project.id,
+            prompt_id=p.id,
+            kind="write",
+            content_hash=task_hash("write", p.content_hash, []),
+        )
+        s.add_all([t, w])
+        s.flush()
+        s.add(Preference(task_id=t.id, user_id=labeler.id, choice="a", strength=strength))
+        s.add(Demonstration(task_id=w.id, user_id=None, origin=Origin.imported, response_id=a.id))
+    s.flush()
+    return project
+
+
+@pytest.fixture
+def snaps(Session, cli, admin):  # noqa: N803
+    """{"sft": id, "preference": id} for the seeded project."""
+    res = cli(
+        "users",
+        "add",
+        "eng",
+        "--role",
+        "engineer",
+        "--password-stdin",
+        user=admin,
+        stdin="password-123\n",
+    )
+    assert res.code == 0, res.err
+    with Session.begin() as s:
+        project = _seed(s)
+        out = {}
+        for kind in ("sft", "preference"):
+            snap, _ = snapshots.create_snapshot(s, project=project, kind=kind)
+            out[kind] = snap.id
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny")
+    words = {w for q, _, g, b, _ in PAIRS for w in f"{q} {g} {b}".split()}
+    policy = save_tiny_policy(root / "policy", word_tokenizer(sorted(words)))
+    reward = save_tiny_bert(root / "bert", sorted(words | {"user", "assistant", ":"}))
+    return {"policy": str(policy), "reward": str(reward)}
+
+
+def test_sft_and_reward_register_runs_and_checkpoints(cli, snaps, tiny_models, Session):  # noqa: N803
+    sft = cli(
+        "train",
+        "sft",
+        "--snapshot",
+        str(snaps["sft"]),
+        "--base",
+        tiny_models["policy"],
+        "--json",
+        *TINY,
+        "--learning_rate",
+        "1e-3",
+        user="eng",
+    )
+    assert sft.code == 0, sft.err
+    result = sft.json()
+    assert set(result) == {"run_id", "checkpoint_id", "metrics"}
+    assert result["metrics"]["steps"] == 2 and result["metrics"]["train_rows"] == 4
+
+    reward = cli(
+        "train",
+        "reward",
+        "--snapshot",
+        str(snaps["preference"]),
+        "--base",
+        tiny_models["reward"],
+        "--json",
+        *TINY,
+        user="eng",
+    )
+    assert reward.code == 0, reward.err
+    rresult = reward.json()
+    assert rresult["metrics"]["heldout_n"] == 3
+    assert 0 <= rresult["metrics"]["heldout_accuracy"] <= 1
+
+    with Session.begin() as s:
+        for res, kind in ((result, "sft"), (rresult, "reward")):
+            run = s.get(TrainingRun, res["run_id"])
+            assert run.status == RunStatus.succeeded and run.kind == kind
+            assert run.host and run.started_at and run.finished_at and run.created_by
+            assert run.config["max_steps"] == 2 and run.config["preset"] == "cpu-demo"
+            assert run.snapshot_sha256 == snapshots.get_snapshot(s, run.snapshot_id).sha256
+            steps = s.scalars(select(RunMetric.step).where(RunMetric.run_id == run.id)).all()
+            assert sorted(steps) == [1, 2]
+            ck = s.get(Checkpoint, res["checkpoint_id"])
+            assert (ck.run_id, ck.snapshot_sha256) == (run.id, run.snapshot_sha256)
+            assert ck.parent_id is None and ck.base_model
+        assert s.get(TrainingRun, result["run_id"]).config["use_peft"] is True  # LoRA, merged
+        ck = s.get(Checkpoint, rresult["checkpoint_id"])
+        assert ck.evaluation["accuracy"] == rresult["metrics"]["heldout_accuracy"]
+
+    shown = cli("checkpoints", "show", str(result["checkpoint_id"]), "--json", user="eng").json()
+    path = shown["path"]
+    assert shown["complete"] and shown["kind"] == "policy" and shown["run"]["status"] == "succeeded"
+    assert {"model.safetensors", "COMPLETE", "config.json"} <= set(os.listdir(path))
+    assert not any(n.endswith((".bin", ".pt")) for n in os.listdir(path))
+    assert "adapter_config.json" not in os.listdir(path)  # the LoRA adapter was merged
+
+    # SFT again from the registered checkpoint: lineage names the parent.
+    again = cli(
+        "train",
+        "sft",
+        "--snapshot",
+        str(snaps["sft"]),
+        "--base",
+        f"checkpoint:{result['checkpoint_id']}",
+        "--json",
+        *TINY,
+        "--use_peft",
+        "false",
+        user="eng",
+    )
+    assert again.code == 0, again.err
+    child = cli("checkpoints", "show", str(again.json()["checkpoint_id"]), "--json", user="eng")
+    assert child.json()["parent_id"] == result["checkpoint_id"]
+    listed = cli("checkpoints", "list", "--json", user="eng").json()
+    assert [c["id"] for c in listed][:1] == [again.json()["checkpoint_id"]] and len(listed) == 3
+    assert cli("checkpoints", "list", user="eng").code == 0
+
+    ev = cli(
+        "eval",
+        "reward",
+        "--checkpoint",
+        str(rresult["checkpoint_id"]),
+        "--snapshot",
+        str(snaps["preference"]),
+        "--split",
+        "heldout",
+        "--json",
+        user="eng",
+    )
+    assert ev.code == 0, ev.err
+    out = ev.json()
+    assert out["n"] == 3 and 0 <= out["accuracy"] <= 1
+    assert out["accuracy"] == pytest.approx(rresult["metrics"]["heldout_accuracy"])
+
+    # Only engineers and admins train, list and evaluate.
+    lab = cli(
+        "users",
+        "add",
+        "lab2",
+        "--role",
+        "labeler",
+        "--password-stdin",
+        user="admin",
+        stdin="password-123\n",
+    )
+    assert lab.code == 0, lab.err
+    for args in (
+        ("train", "sft", "--snapshot", str(snaps["sft"]), "--base", tiny_models["policy"]),
+        ("checkpoints", "list"),
+        ("eval", "reward", "--checkpoint", str(rresult["checkpoint_id"]), "--snapshot", "1"),
+    ):
+        denied = cli(*args, user="lab2")
+        assert denied.code == 1 and "error:" in denied.err, args
+    assert cli("checkpoints", "list").code == 1  # nobody named
+
+
+def test_nan_loss_fails_the_run_and_registers_nothing(cli, snaps, tiny_models, Session):  # noqa: N803
+    bad = cli(
+        "train",
+        "sft",
+        "--snapshot",
+        str(snaps["sft"]),
+        "--base",
+        tiny_models["policy"],
+        "--use_peft",
+        "false",
+        "--max_grad_norm",
+        "0",
+        "--learning_rate",
+        "1e30",
+        "--max_steps",
+        "3",
+        "--per_device_train_batch_size",
+        "2",
+        user="eng",
+    )
+    assert bad.code == 1
+    assert "non-finite" in bad.err and "no checkpoint" in bad.err
+    with Session.begin() as s:
+        run = s.scalars(select(TrainingRun)).one()
+        assert run.status == RunStatus.failed and "non-finite" in run.error
+        assert s.scalar(select(func.count()).select_from(Checkpoint)) == 0
+    assert not list((load_settings().checkpoints_dir).glob("*"))
+
+
+def test_too_small_or_wrong_snapshot_fails_before_any_model_loads(cli, snaps, Session):  # noqa: N803
+    with Session.begin() as s:
+        project = _seed(s, pairs=[PAIRS[0], PAIRS[4]], name="small")
+        small = snapshots.create_snapshot(s, project=project, kind="sft")[0].id
+    # The base does not exist: had a model been loaded first, the error would name it.
+    res = cli("train", "sft", "--snapshot", str(small), "--base", "/no/such/model", user="eng")
+    assert res.code == 1 and "1 training rows: too few" in res.err
+    res = cli("train", "reward", "--snapshot", str(snaps["sft"]), "--base", "/no/such", user="eng")
+    assert res.code == 1 and "is a sft snapshot" in res.err
+    res = cli("train", "sft", "--snapshot", str(snaps["sft"]), "--no_such_field", "1", user="eng")
+    assert res.code == 1 and "unknown config flags --no_such_field" in res.err
+    with Session.begin() as s:
+        assert s.scalar(select(func.count()).select_from(TrainingRun)) == 0
+
+
+@pytest.mark.slow
+def test_real_default_models_one_step_each(cli, snaps, Session):  # noqa: N803
+    """SmolLM2-135M-Instruct (GGUF -> safetensors cache) and MiniLM, one step each."""
+    one = ["--max_steps", "1", "--per_device_train_batch_size", "2", "--max_length", "64"]
+    sft = cli("train", "sft", "--snapshot", str(snaps["sft"]), "--json", *one, user="eng")
+    assert sft.code == 0, sft.err
+    cache = load_settings().home / "models" / "smollm2-135m-instruct"
+    assert (cache / "model.safetensors").is_file() and (cache / "COMPLETE").is_file()
+    reward = cli(
+        "train", "reward", "--snapshot", str(snaps["preference"]), "--json", *one, user="eng"
+    )
+    assert reward.code == 0, reward.err
+    with Session.begin() as s:
+        for res in (sft.json(), reward.json()):
+            ck = s.get(Checkpoint, res["checkpoint_id"])
+            assert s.get(TrainingRun, res["run_id"]).status == RunStatus.succeeded
+            assert ck.base_model in (
+                "HuggingFaceTB/SmolLM2-135M-Instruct",
+                "sentence-transformers/all-MiniLM-L6-v2",
+            )

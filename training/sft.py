@@ -1,0 +1,158 @@
+"""Supervised fine-tuning (SFT) on an sft snapshot, with TRL's SFTTrainer and SFTConfig.
+
+    rlhf train sft --snapshot 3 [--base default|checkpoint:ID|DIR|org/name]
+                   [--preset cpu-demo|gpu|FILE.yaml] [--json] [--max_steps 2 --learning_rate 1e-5]
+    python -m training.sft --snapshot 3 ...        (the same; RLHF_USER names the engineer)
+
+Flags after the known ones are SFTConfig / trl.ModelConfig fields, as in TRL's own scripts.
+Top to bottom:
+ 1. config: the preset's `sft:` section, then the flags -> SFTConfig + ModelConfig (LoRA when
+    use_peft). A bad field fails here, before anything else.
+ 2. the snapshot: an sft snapshot (`messages` conversations) read from its Parquet files,
+    never from the labeling tables; fewer than 2 training rows fails before any model loads.
+ 3. the run is recorded (running; config, snapshot id + SHA-256, base checkpoint, host).
+ 4. the base policy loads through training/models.py (safetensors only) and SFTTrainer trains
+    with the tokenizer's chat template. Every logging step becomes a RunMetric row; NaN/inf
+    in the loss or grad norm stops the run: failed, no checkpoint.
+ 5. LoRA adapters are merged; the model and tokenizer are written atomically under
+    $RLHF_HOME/checkpoints/ and registered as a policy checkpoint whose parent is the base.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from labeling import training_records
+from labeling.errors import RLHFError
+from labeling.settings import load_settings
+from labeling.snapshots import get_snapshot, snapshot_files
+from training import common
+
+
+def run(
+    *,
+    snapshot_id: int,
+    created_by: int | None,
+    base: str | None = None,
+    preset: str = common.DEFAULT_PRESET,
+    flags: list[str] | tuple[str, ...] = (),
+    sessionmaker=None,
+    json_output: bool = False,
+) -> dict[str, Any]:
+    """Train, record, register. Returns {"run_id", "checkpoint_id", "metrics"}."""
+    from trl import SFTConfig
+
+    from training.models import resolve_model
+
+    sessionmaker = sessionmaker or common.default_sessionmaker()
+    timer = common.Timer()
+    # 1. config
+    config, model_config, record = common.parse_config(SFTConfig, preset, "sft", list(flags))
+    base = base or model_config.model_name_or_path or "default"
+    # 2. the snapshot, checked before any model loads
+    with sessionmaker.begin() as s:
+        snapshot = get_snapshot(s, snapshot_id)
+        files = snapshot_files(snapshot)
+        rows = common.check_snapshot(snapshot, "sft", files)
+    resolved = resolve_model(base, kind="policy")  # the default is cached on first use
+    # 3. the run record
+    with sessionmaker.begin() as s:
+        run_row = training_records.start_run(
+            s,
+            kind="sft",
+            snapshot_id=snapshot_id,
+            config={**record, "recipe": "training/sft.py", "preset": preset, "base": base},
+            created_by=created_by,
+            base_checkpoint_id=resolved.checkpoint_id,
+        )
+        run_id, snapshot_sha = run_row.id, run_row.snapshot_sha256
+    recorder = None
+    try:
+        with common.stdout_to_stderr(json_output):
+            # 4. model and trainer
+            from trl import SFTTrainer
+
+            from training.models import load_policy
+
+            model, tokenizer = load_policy(resolved.path)
+            run_dir = load_settings().home / "runs" / f"run-{run_id}"
+            config.output_dir = str(run_dir)
+            dataset = common.load_split(files, "train", ["messages"], run_dir / "datasets")
+            recorder = common.make_recorder(sessionmaker, run_id)
+            trainer = SFTTrainer(
+                model=model,
+                args=config,
+                train_dataset=dataset,
+                processing_class=tokenizer,
+                peft_config=common.peft_config(model_config),
+                callbacks=[recorder],
+            )
+            output = trainer.train()
+            common.check_result(recorder, trainer.model)
+            # 5. the checkpoint, written atomically, then registered with its lineage
+            final = trainer.model
+            if model_config.use_peft:
+                final = final.merge_and_unload()
+
+            def save(directory):
+                final.save_pretrained(directory)
+                tokenizer.save_pretrained(directory)
+
+            name = training_records.checkpoint_name("sft", run_id, snapshot_sha)
+            directory = training_records.write_checkpoint_dir(name, save)
+        metrics = {
+            "train_loss": output.training_loss,
+            "steps": output.global_step,
+            "train_rows": rows["train"],
+            "seconds": timer.seconds(),
+            **{k: v for k, v in recorder.last.items() if k.startswith("train_")},
+        }
+        with sessionmaker.begin() as s:
+            checkpoint = training_records.register_checkpoint(
+                s,
+                kind="policy",
+                directory=directory,
+                run_id=run_id,
+                base_model=resolved.base_model,
+                parent_id=resolved.checkpoint_id,
+                config=record,
+            )
+            training_records.finish_run(s, run_id, metrics=metrics, log_tail=recorder.log_tail)
+            checkpoint_id = checkpoint.id
+    except BaseException as exc:
+        error = common.record_failure(sessionmaker, run_id, exc, recorder)
+        if error is exc:
+            raise
+        raise error from exc
+    return {"run_id": run_id, "checkpoint_id": checkpoint_id, "metrics": metrics}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m training.sft",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    common.add_arguments(parser, base_help="policy to start from (default: SmolLM2-135M-Instruct)")
+    args, flags = parser.parse_known_args(argv)
+    try:
+        user = common.engineer_id(args.user)
+        result = run(
+            snapshot_id=args.snapshot,
+            created_by=user,
+            base=args.base,
+            preset=args.preset,
+            flags=flags,
+            json_output=args.json,
+        )
+    except RLHFError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    common.print_result(result, args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
