@@ -86,9 +86,12 @@ def start_run(
     reward_checkpoint_id: int | None = None,
     run_id: int | None = None,
     host: str | None = None,
+    claimed: bool = False,
 ) -> TrainingRun:
     """Record a run as RUNNING now. run_id: a QUEUED run (claimed by a worker) to start
-    instead of a new one. The snapshot's SHA-256 is pinned on the run."""
+    instead of a new one; with claimed=True, a run already set RUNNING by
+    labeling.run_queue (claim_next_run, or reopen_run for --resume): its host and start
+    time stay. The snapshot's SHA-256 is pinned on the run."""
     snapshot = session.get(Snapshot, int(snapshot_id))
     if snapshot is None:
         raise NotFound(f"no snapshot with id {snapshot_id}")
@@ -98,16 +101,18 @@ def start_run(
         session.add(run)
     else:
         run = get_run(session, run_id)
-        if RunStatus(run.status) != RunStatus.queued:
-            raise Conflict(f"run {run.id} is {RunStatus(run.status).value}, not queued")
+        wanted = RunStatus.running if claimed else RunStatus.queued
+        if RunStatus(run.status) != wanted:
+            raise Conflict(f"run {run.id} is {RunStatus(run.status).value}, not {wanted.value}")
     run.status = RunStatus.running
     run.config = json_safe(dict(config))
     run.snapshot_id = snapshot.id
     run.snapshot_sha256 = snapshot.sha256
     run.base_checkpoint_id = base_checkpoint_id
     run.reward_checkpoint_id = reward_checkpoint_id
-    run.host = host or socket.gethostname()
-    run.started_at = now
+    if not claimed:
+        run.host = host or socket.gethostname()
+        run.started_at = now
     run.heartbeat_at = now
     run.error = None
     session.flush()

@@ -45,6 +45,8 @@ def run(
     flags: list[str] | tuple[str, ...] = (),
     sessionmaker=None,
     json_output: bool = False,
+    run_id: int | None = None,
+    resume: bool = False,
 ) -> dict[str, Any]:
     """Train, evaluate, record, register. Returns {"run_id", "checkpoint_id", "metrics"}."""
     from trl import RewardConfig
@@ -72,6 +74,8 @@ def run(
             config={**record, "recipe": "reward/train.py", "preset": preset, "base": base},
             created_by=created_by,
             base_checkpoint_id=resolved.checkpoint_id,
+            run_id=run_id,  # a run claimed by a worker or reopened for --resume
+            claimed=run_id is not None,
         )
         run_id, snapshot_sha = run_row.id, run_row.snapshot_sha256
     recorder = None
@@ -96,7 +100,9 @@ def run(
                 peft_config=common.peft_config(model_config),
                 callbacks=[recorder],
             )
-            output = trainer.train()
+            # --resume: continue from the newest complete trainer checkpoint in run_dir
+            last = common.last_trainer_checkpoint(run_dir) if resume else None
+            output = trainer.train(resume_from_checkpoint=last)
             common.check_result(recorder, trainer.model)
             final = trainer.model
             if model_config.use_peft:

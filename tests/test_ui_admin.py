@@ -7,8 +7,10 @@ person would click, and checks the database afterwards.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
+import yaml
 from sqlalchemy import func, select
 from streamlit.testing.v1 import AppTest
 
@@ -299,7 +301,9 @@ def test_queue_a_training_run_then_cancel_it(Session, people):
         assert run_.status == RunStatus.queued and run_.snapshot_id == snap_id
         assert run_.base_checkpoint_id == 1 and run_.created_by == people["engineer"]
         assert run_.config["max_steps"] == 5 and run_.config["beta"] == 0.2
-        assert run_.config["learning_rate"] == 5e-7 and run_.config["preset"] == "cpu-demo"
+        preset = yaml.safe_load(Path("training/presets/cpu-demo.yaml").read_text())["dpo"]
+        assert run_.config["learning_rate"] == float(preset["learning_rate"])  # the preset's
+        assert run_.config["preset"] == "cpu-demo"
         s.add(RunMetric(run_id=run_.id, step=1, values={"loss": 0.7}))
         s.commit()
         run_id = run_.id

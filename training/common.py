@@ -312,3 +312,24 @@ def print_result(result: dict[str, Any], as_json: bool) -> None:
         return
     metrics = ", ".join(f"{k}={v}" for k, v in result["metrics"].items())
     print(f"run {result['run_id']} succeeded: checkpoint {result['checkpoint_id']} ({metrics})")
+
+
+def last_trainer_checkpoint(run_dir: Path) -> str | None:
+    """The newest complete trainer checkpoint (run_dir/checkpoint-N) to resume from, or None.
+
+    Trainer writes trainer_state.json last; a directory whose state is missing, unreadable
+    (the process died while writing it) or names another step is incomplete and skipped."""
+    import json
+
+    found = []
+    for path in Path(run_dir).glob("checkpoint-*"):
+        step = path.name.removeprefix("checkpoint-")
+        if not step.isdigit():
+            continue
+        try:
+            state = json.loads((path / "trainer_state.json").read_text())
+        except (OSError, ValueError):
+            continue
+        if state.get("global_step") == int(step):
+            found.append((int(step), path))
+    return str(max(found)[1]) if found else None

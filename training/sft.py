@@ -40,6 +40,8 @@ def run(
     flags: list[str] | tuple[str, ...] = (),
     sessionmaker=None,
     json_output: bool = False,
+    run_id: int | None = None,
+    resume: bool = False,
 ) -> dict[str, Any]:
     """Train, record, register. Returns {"run_id", "checkpoint_id", "metrics"}."""
     from trl import SFTConfig
@@ -66,6 +68,8 @@ def run(
             config={**record, "recipe": "training/sft.py", "preset": preset, "base": base},
             created_by=created_by,
             base_checkpoint_id=resolved.checkpoint_id,
+            run_id=run_id,  # a run claimed by a worker or reopened for --resume
+            claimed=run_id is not None,
         )
         run_id, snapshot_sha = run_row.id, run_row.snapshot_sha256
     recorder = None
@@ -89,7 +93,9 @@ def run(
                 peft_config=common.peft_config(model_config),
                 callbacks=[recorder],
             )
-            output = trainer.train()
+            # --resume: continue from the newest complete trainer checkpoint in run_dir
+            last = common.last_trainer_checkpoint(run_dir) if resume else None
+            output = trainer.train(resume_from_checkpoint=last)
             common.check_result(recorder, trainer.model)
             # 5. the checkpoint, written atomically, then registered with its lineage
             final = trainer.model

@@ -1,7 +1,9 @@
-"""`rlhf eval reward`: a reward checkpoint's accuracy on a preference snapshot's split.
+"""`rlhf eval reward|policy`: checkpoints measured on a snapshot's split.
 
 rlhf eval reward --checkpoint 4 --snapshot 3 --split heldout --json
 -> {"accuracy": 0.75, "n": 8, "ties": 0, "mean_margin": ..., ...}
+rlhf eval policy --checkpoint 9 --reward checkpoint:4 --snapshot 3 --split heldout --json
+-> {"mean_reward": 0.41, "kl_to_base": 0.07, "n": 8, ...}   (training/evaluate_policy.py)
 """
 
 from __future__ import annotations
@@ -21,6 +23,24 @@ def register(sub) -> None:
     r.add_argument("--split", default="heldout", choices=["heldout", "train"])
     r.add_argument("--json", action="store_true")
     r.set_defaults(func=eval_reward)
+    pol = esub.add_parser(
+        "policy",
+        help="a policy checkpoint's mean reward-model score and KL to its base on a split",
+        description="Greedy answers to the split's prompts, scored by the reward model; the "
+        "KL to the base is the mean over generated tokens of log p_policy - log p_base.",
+    )
+    pol.add_argument("--checkpoint", type=int, required=True, help="policy checkpoint id")
+    pol.add_argument(
+        "--reward", required=True, help="reward model: checkpoint:ID of a reward checkpoint"
+    )
+    pol.add_argument("--snapshot", type=int, required=True, help="snapshot id (its prompts)")
+    pol.add_argument("--split", default="heldout", choices=["heldout", "train"])
+    pol.add_argument(
+        "--base", help="policy to measure the KL against (default: the checkpoint's parent)"
+    )
+    pol.add_argument("--max_new_tokens", "--max-new-tokens", type=int, default=64)
+    pol.add_argument("--json", action="store_true")
+    pol.set_defaults(func=eval_policy)
 
 
 def eval_reward(args) -> int:
@@ -37,5 +57,31 @@ def eval_reward(args) -> int:
         accuracy = "-" if out["accuracy"] is None else f"{out['accuracy']:.3f}"
         print(
             f"accuracy {accuracy} on {out['n']} {out['split']} pairs of snapshot {out['snapshot_id']}"
+        )
+    return 0
+
+
+def eval_policy(args) -> int:
+    from training.evaluate_policy import evaluate_policy
+
+    with transaction() as s:
+        acting_user(s, args, Role.engineer, Role.admin)
+        out = evaluate_policy(
+            s,
+            checkpoint_id=args.checkpoint,
+            reward=args.reward,
+            snapshot_id=args.snapshot,
+            split=args.split,
+            base=args.base,
+            max_new_tokens=args.max_new_tokens,
+        )
+    if args.json:
+        print_json(out)
+    else:
+        mean = "-" if out["mean_reward"] is None else f"{out['mean_reward']:.4f}"
+        kl = "-" if out["kl_to_base"] is None else f"{out['kl_to_base']:.4f}"
+        print(
+            f"mean reward {mean}, KL to base {kl} ({out['base_from']}) on {out['n']} "
+            f"{out['split']} prompts of snapshot {out['snapshot_id']}"
         )
     return 0

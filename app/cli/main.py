@@ -18,6 +18,7 @@ from app.cli import (
     tasks_cmd,
     train_cmd,
     users_cmd,
+    worker_cmd,
 )
 
 COMMANDS = [
@@ -32,6 +33,7 @@ COMMANDS = [
     train_cmd,
     checkpoints_cmd,
     eval_cmd,
+    worker_cmd,
 ]
 
 

@@ -1,0 +1,105 @@
+"""`rlhf train sft --resume RUN_ID` after the training process was killed with SIGKILL.
+
+The run trains a tiny in-process policy in a subprocess with trainer checkpoints every 3
+steps under $RLHF_HOME/runs/run-<id>/; once a complete one exists the process is killed
+(no cleanup runs). The run row still says RUNNING; `--resume` refuses it while its
+heartbeat is fresh, the stale-run reaper marks it failed, and `--resume` continues the same
+run from the newest complete trainer checkpoint: the global step goes on from there (not
+from 0), the run ends SUCCEEDED and exactly one checkpoint is registered.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+import pytest  # noqa: E402
+from sqlalchemy import select  # noqa: E402
+from test_train_sft_reward import snaps, tiny_models  # noqa: E402, F401  (fixtures)
+
+from labeling import run_queue  # noqa: E402
+from labeling.models import Checkpoint, RunMetric, RunStatus, TrainingRun  # noqa: E402
+from labeling.settings import load_settings  # noqa: E402
+from training.common import last_trainer_checkpoint  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_killed_run_resumes_from_its_last_checkpoint(cli, snaps, tiny_models, Session):  # noqa: F811, N803
+    command = [
+        sys.executable, "-m", "app.cli.main", "train", "sft",
+        "--snapshot", str(snaps["sft"]), "--base", tiny_models["policy"],
+        "--max_steps", "100000", "--per_device_train_batch_size", "2",
+        "--save_strategy", "steps", "--save_steps", "3", "--save_total_limit", "2",
+        "--learning_rate", "1e-3",
+    ]  # fmt: skip
+    env = {**os.environ, "RLHF_USER": "eng", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 120
+        run_dir = None
+        while time.monotonic() < deadline and proc.poll() is None:
+            runs = sorted((load_settings().home / "runs").glob("run-*"))
+            if runs and (last := last_trainer_checkpoint(runs[0])):
+                if int(last.rsplit("-", 1)[1]) >= 6:
+                    run_dir = runs[0]
+                    break
+            time.sleep(0.05)
+        assert run_dir is not None, proc.stderr.read().decode()[-3000:] if proc.poll() else ""
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    run_id = int(run_dir.name.removeprefix("run-"))
+    resumed_from = int(last_trainer_checkpoint(run_dir).rsplit("-", 1)[1])
+
+    with Session.begin() as s:  # no cleanup ran: the row still says running
+        run = s.get(TrainingRun, run_id)
+        assert run.status == RunStatus.running and run.finished_at is None
+        killed_at = max(s.scalars(select(RunMetric.step).where(RunMetric.run_id == run_id)))
+        assert killed_at >= resumed_from
+
+    # While its heartbeat is fresh the run might be alive elsewhere: not resumable yet.
+    busy = cli("train", "sft", "--resume", str(run_id), user="eng")
+    assert busy.code == 1 and "is running on" in busy.err
+    wrong = cli("train", "reward", "--resume", str(run_id), user="eng")
+    assert wrong.code == 1 and "is a sft run" in wrong.err
+    with Session.begin() as s:  # what `rlhf worker --reap-after N` does for dead runs
+        assert run_queue.reap_stale_runs(s, stale_after=0) == [run_id]
+
+    # The newest complete trainer checkpoint is the one to resume from; a half-written newer
+    # one (the process died while saving it) is skipped.
+    half = run_dir / f"checkpoint-{killed_at + 100}"
+    half.mkdir()
+    (half / "trainer_state.json").write_text('{"global_step": ')
+    assert last_trainer_checkpoint(run_dir).endswith(f"checkpoint-{resumed_from}")
+    half.rename(run_dir / "not-a-checkpoint")
+
+    total = resumed_from + 4
+    res = cli("train", "sft", "--resume", str(run_id), "--max_steps", str(total), "--json",
+              user="eng")  # fmt: skip
+    assert res.code == 0, res.err
+    result = res.json()
+    assert result["run_id"] == run_id and result["metrics"]["steps"] == total
+    with Session.begin() as s:
+        run = s.get(TrainingRun, run_id)
+        assert run.status == RunStatus.succeeded and run.error is None and run.finished_at
+        # This process logged only the steps after the checkpoint: the step count went on.
+        steps = [int(m) for m in re.findall(r"^step (\d+):", run.log_tail, re.M)]
+        assert steps and min(steps) == resumed_from + 1 and max(steps) == total
+        cks = s.scalars(select(Checkpoint).where(Checkpoint.run_id == run_id)).all()
+        assert len(cks) == 1 and cks[0].id == result["checkpoint_id"]
+    assert cli("train", "sft", "--resume", str(run_id), user="eng").code == 1  # succeeded
