@@ -140,6 +140,7 @@ def run(
             )
             training_records.finish_run(s, run_id, metrics=metrics, log_tail=recorder.log_tail)
             checkpoint_id = checkpoint.id
+        common.discard_trainer_checkpoints(run_dir)
     except BaseException as exc:
         error = common.record_failure(sessionmaker, run_id, exc, recorder)
         if error is exc:

@@ -102,4 +102,5 @@ def test_killed_run_resumes_from_its_last_checkpoint(cli, snaps, tiny_models, Se
         assert steps and min(steps) == resumed_from + 1 and max(steps) == total
         cks = s.scalars(select(Checkpoint).where(Checkpoint.run_id == run_id)).all()
         assert len(cks) == 1 and cks[0].id == result["checkpoint_id"]
+    assert not list(run_dir.glob("checkpoint-*"))  # resume points go once the run is done
     assert cli("train", "sft", "--resume", str(run_id), user="eng").code == 1  # succeeded

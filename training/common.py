@@ -333,3 +333,12 @@ def last_trainer_checkpoint(run_dir: Path) -> str | None:
         if state.get("global_step") == int(step):
             found.append((int(step), path))
     return str(max(found)[1]) if found else None
+
+
+def discard_trainer_checkpoints(run_dir: Path) -> None:
+    """Once the run's checkpoint is registered, its resume points (weights plus optimizer
+    state, the largest files a run writes) have served their purpose."""
+    import shutil
+
+    for path in Path(run_dir).glob("checkpoint-*"):
+        shutil.rmtree(path, ignore_errors=True)
