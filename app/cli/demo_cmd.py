@@ -35,5 +35,5 @@ def demo(args) -> int:
         f"demo accounts: {', '.join(f'{n} ({r}) password {p}' for n, r, p in demo_data.ACCOUNTS)}"
     )
     print("projects: demo-compare (pairwise, 12 comparisons), demo-write (sft, 8 prompts)")
-    print("next: RLHF_USER=admin rlhf tasks status --project demo-compare")
+    print("next: `rlhf serve`, then log in at http://127.0.0.1:8501 as labeler / demo-labeler")
     return 0
