@@ -46,6 +46,7 @@ from labeling.models import (
     User,
     utcnow,
 )
+from labeling.runs import get_run
 from labeling.settings import load_settings, resolve_under
 
 COMPLETE_MARKER = "COMPLETE"
@@ -116,13 +117,6 @@ def start_run(
     run.heartbeat_at = now
     run.error = None
     session.flush()
-    return run
-
-
-def get_run(session: Session, run_id: int) -> TrainingRun:
-    run = session.get(TrainingRun, int(run_id))
-    if run is None:
-        raise NotFound(f"no training run with id {run_id}")
     return run
 
 

@@ -30,7 +30,7 @@ import sys
 import time
 from typing import Any
 
-from labeling import run_queue, training_records
+from labeling import run_queue, runs, training_records
 from labeling.errors import RLHFError
 from labeling.models import RunStatus, TrainingRun
 
@@ -141,7 +141,7 @@ def _fail_if_running(sessionmaker, run_id: int, exc: BaseException) -> None:
         message = f"{type(exc).__name__}: {exc}"
     try:
         with sessionmaker.begin() as s:
-            run = training_records.get_run(s, run_id)
+            run = runs.get_run(s, run_id)
             if RunStatus(run.status) == RunStatus.running:
                 training_records.fail_run(s, run_id, error=message)
     except Exception as record_exc:  # never hide the real error
@@ -197,7 +197,7 @@ def work(
             raise
         except Exception as exc:
             with sessionmaker.begin() as s:
-                row = training_records.get_run(s, run.id)
+                row = runs.get_run(s, run.id)
                 summary.update(status=RunStatus(row.status).value, error=row.error or str(exc))
         done.append(summary)
         _say(summary, json_output)
