@@ -249,7 +249,8 @@ def list_checkpoints(
     session: Session, *, kind: str | CheckpointKind | None = None
 ) -> list[dict[str, Any]]:
     """Checkpoints, newest first, with their lineage: parent, the run that made them, and the
-    snapshot (and project) that run trained on."""
+    snapshot (and project) that run trained on, plus their evaluation results. The one
+    listing: the UI pages and `rlhf checkpoints list` both show these rows."""
     parent = aliased(Checkpoint)
     query = (
         select(
@@ -289,6 +290,7 @@ def list_checkpoints(
                 ),
                 "snapshot_sha256": ck.snapshot_sha256,
                 "project": project,
+                "evaluation": dict(ck.evaluation or {}),
                 "path": ck.path,
                 "created_at": ck.created_at,
             }

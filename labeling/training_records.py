@@ -9,6 +9,12 @@
         register_checkpoint(s, run_id=run_id, kind="policy", directory=directory, ...)
         finish_run(s, run_id, metrics={...})
 
+Under torchrun / accelerate launch the directory is written in two steps:
+prepare_checkpoint_dir (rank 0 makes the temp dir), every rank saves into it, then
+finish_checkpoint_dir (rank 0: fsync, rename, marker). Checkpoints are listed by
+labeling.runs.list_checkpoints and traced by labeling.runs.lineage; `describe_checkpoint`
+adds the run, the directory and the parent chain for `rlhf checkpoints show`.
+
 Service functions take the session first and never commit. Like the rest of `labeling`, this
 module imports neither torch nor transformers: trainers hand it plain values.
 
@@ -46,7 +52,7 @@ from labeling.models import (
     User,
     utcnow,
 )
-from labeling.runs import get_run
+from labeling.runs import get_run, lineage
 from labeling.settings import load_settings, resolve_under
 
 COMPLETE_MARKER = "COMPLETE"
@@ -209,13 +215,9 @@ def checkpoint_name(kind: str | RunKind, run_id: int, snapshot_sha256: str | Non
     return f"{name}-{snapshot_sha256[:8]}" if snapshot_sha256 else name
 
 
-def write_checkpoint_dir(name: str, save: Callable[[Path], None]) -> Path:
-    """Write a checkpoint directory atomically under $RLHF_HOME/checkpoints/NAME.
-
-    `save(tmp)` writes the files into a temporary directory beside the target; they are
-    fsynced, the directory is renamed into place, and only then the COMPLETE marker is
-    written (and fsynced). A failure leaves no directory with that name behind.
-    """
+def prepare_checkpoint_dir(name: str) -> Path:
+    """Step 1 of writing a checkpoint: an empty temporary directory beside
+    $RLHF_HOME/checkpoints/NAME (which must not exist yet) for the trainer to save into."""
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,150}", name):
         raise InvalidInput(f"bad checkpoint name {name!r}")
     root = load_settings().checkpoints_dir
@@ -223,11 +225,23 @@ def write_checkpoint_dir(name: str, save: Callable[[Path], None]) -> Path:
     final = resolve_under(root, name)
     if final.exists():
         raise Conflict(f"checkpoint directory {final} already exists")
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=root))
+    return Path(tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=root))
+
+
+def finish_checkpoint_dir(tmp: Path, name: str) -> Path:
+    """Step 2: the files saved into `tmp` (from prepare_checkpoint_dir) are fsynced, the
+    directory is renamed to checkpoints/NAME, and only then the COMPLETE marker is written
+    (and fsynced). A failure removes `tmp` and leaves no directory with that name behind."""
+    root = load_settings().checkpoints_dir
+    tmp = Path(tmp)
+    if tmp.parent.resolve() != root.resolve() or not tmp.name.startswith(f".tmp-{name}-"):
+        raise InvalidInput(f"{tmp} is not a temporary directory for checkpoint {name!r}")
     try:
-        save(tmp)
+        final = resolve_under(root, name)
         if not any(tmp.iterdir()):
             raise InvalidInput("the trainer saved nothing into the checkpoint directory")
+        if final.exists():
+            raise Conflict(f"checkpoint directory {final} already exists")
         _fsync_tree(tmp)
         os.rename(tmp, final)
         _fsync_dir(root)
@@ -243,6 +257,24 @@ def write_checkpoint_dir(name: str, save: Callable[[Path], None]) -> Path:
         os.close(fd)
     _fsync_dir(final)
     return final
+
+
+def write_checkpoint_dir(name: str, save: Callable[[Path], None]) -> Path:
+    """Write a checkpoint directory atomically under $RLHF_HOME/checkpoints/NAME.
+
+    `save(tmp)` writes the files into a temporary directory beside the target; they are
+    fsynced, the directory is renamed into place, and only then the COMPLETE marker is
+    written (and fsynced). A failure leaves no directory with that name behind.
+    (A multi-process launch uses the two steps on their own: every rank saves into the
+    temporary directory, rank 0 finishes it; see training/common.py.)
+    """
+    tmp = prepare_checkpoint_dir(name)
+    try:
+        save(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return finish_checkpoint_dir(tmp, name)
 
 
 def is_complete(directory: Path) -> bool:
@@ -308,30 +340,14 @@ def get_checkpoint(session: Session, checkpoint_id: int) -> Checkpoint:
 
 
 def describe_checkpoint(session: Session, checkpoint: Checkpoint) -> dict[str, Any]:
-    """Everything about one checkpoint, with its run and its chain of parents."""
+    """Everything about one checkpoint, with its run and its chain of parents (the same
+    chain as labeling.runs.lineage; checkpoints are listed by labeling.runs.list_checkpoints)."""
     run = session.get(TrainingRun, checkpoint.run_id) if checkpoint.run_id else None
     creator = (
         session.scalar(select(User.name).where(User.id == run.created_by))
         if run is not None and run.created_by is not None
         else None
     )
-    chain: list[dict[str, Any]] = []
-    seen = {checkpoint.id}
-    parent_id = checkpoint.parent_id
-    while parent_id is not None and parent_id not in seen:
-        seen.add(parent_id)
-        parent = session.get(Checkpoint, parent_id)
-        if parent is None:
-            break
-        chain.append(
-            {
-                "id": parent.id,
-                "kind": CheckpointKind(parent.kind).value,
-                "name": parent.name,
-                "run_id": parent.run_id,
-            }
-        )
-        parent_id = parent.parent_id
     directory = checkpoint_dir(checkpoint)
     return {
         "id": checkpoint.id,
@@ -341,7 +357,7 @@ def describe_checkpoint(session: Session, checkpoint: Checkpoint) -> dict[str, A
         "complete": is_complete(directory),
         "base_model": checkpoint.base_model,
         "parent_id": checkpoint.parent_id,
-        "parents": chain,
+        "parents": lineage(session, checkpoint.id)[1:],  # parent, grandparent, ...
         "run_id": checkpoint.run_id,
         "run": None
         if run is None
@@ -360,28 +376,3 @@ def describe_checkpoint(session: Session, checkpoint: Checkpoint) -> dict[str, A
         "evaluation": dict(checkpoint.evaluation or {}),
         "created_at": checkpoint.created_at,
     }
-
-
-def list_checkpoint_rows(
-    session: Session, *, kind: str | CheckpointKind | None = None
-) -> list[dict[str, Any]]:
-    """Checkpoints newest first, as short rows for a table."""
-    query = select(Checkpoint).order_by(Checkpoint.id.desc())
-    if kind is not None:
-        query = query.where(Checkpoint.kind == CheckpointKind(kind))
-    return [
-        {
-            "id": ck.id,
-            "kind": CheckpointKind(ck.kind).value,
-            "name": ck.name,
-            "base_model": ck.base_model,
-            "parent_id": ck.parent_id,
-            "run_id": ck.run_id,
-            "snapshot_id": ck.snapshot_id,
-            "snapshot_sha256": ck.snapshot_sha256,
-            "evaluation": dict(ck.evaluation or {}),
-            "path": ck.path,
-            "created_at": ck.created_at,
-        }
-        for ck in session.scalars(query)
-    ]

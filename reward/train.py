@@ -15,10 +15,16 @@ Top to bottom:
     (default: all-MiniLM-L6-v2; BERT's SEP doubles as EOS). RewardTrainer trains with the
     margin inside the loss: -log sigmoid(r_chosen - r_rejected - margin). Every logging step
     becomes a RunMetric row; NaN/inf in the loss or grad norm fails the run, no checkpoint.
- 5. evaluation on the snapshot's held-out split (reward/evaluate.py): the accuracy goes into
-    the checkpoint's `evaluation` and the run's metrics.
- 6. the model is written atomically under $RLHF_HOME/checkpoints/ and registered as a reward
-    checkpoint (parent: the base checkpoint, if the base was one).
+ 5. the model (LoRA merged) is saved into the checkpoint's temporary directory and evaluated
+    on the snapshot's held-out split (reward/evaluate.py): the accuracy goes into the
+    checkpoint's `evaluation` and the run's metrics.
+ 6. the directory is renamed into place under $RLHF_HOME/checkpoints/ (atomically) and
+    registered as a reward checkpoint (parent: the base checkpoint, if the base was one).
+
+Multi-process (`torchrun --nproc_per_node 8 -m reward.train ...`, `accelerate launch ...`,
+or `rlhf train reward` under either): every rank trains, rank 0 alone evaluates and writes
+the run, its metrics and the checkpoint's registration - one run and one checkpoint per
+launch (training/common.py).
 """
 
 from __future__ import annotations
@@ -29,7 +35,6 @@ from typing import Any
 
 from labeling import training_records
 from labeling.errors import RLHFError
-from labeling.settings import load_settings
 from labeling.snapshots import get_snapshot, read_split, snapshot_files
 from training import common
 
@@ -55,8 +60,9 @@ def run(
 
     sessionmaker = sessionmaker or common.default_sessionmaker()
     timer = common.Timer()
-    # 1. config
+    # 1. config (under torchrun / accelerate launch this also joins the ranks together)
     config, model_config, record = common.parse_config(RewardConfig, preset, "reward", list(flags))
+    launch = common.Launch.current()
     base = base or model_config.model_name_or_path or "default"
     # 2. the snapshot, checked before any model loads
     with sessionmaker.begin() as s:
@@ -64,20 +70,20 @@ def run(
         files = snapshot_files(snapshot)
         rows = common.check_snapshot(snapshot, "preference", files)
         heldout = read_split(snapshot, "heldout")
-    resolved = resolve_model(base, kind="reward")
-    # 3. the run record
-    with sessionmaker.begin() as s:
-        run_row = training_records.start_run(
-            s,
-            kind="reward",
-            snapshot_id=snapshot_id,
-            config={**record, "recipe": "reward/train.py", "preset": preset, "base": base},
-            created_by=created_by,
-            base_checkpoint_id=resolved.checkpoint_id,
-            run_id=run_id,  # a run claimed by a worker or reopened for --resume
-            claimed=run_id is not None,
-        )
-        run_id, snapshot_sha = run_row.id, run_row.snapshot_sha256
+    resolved = launch.share(lambda: resolve_model(base, kind="reward"))
+    # 3. the run record: rank 0 writes it, every rank gets its id
+    run_id, snapshot_sha = common.start_run(
+        launch,
+        sessionmaker,
+        kind="reward",
+        snapshot_id=snapshot_id,
+        config={**record, "recipe": "reward/train.py", "preset": preset, "base": base},
+        created_by=created_by,
+        base_checkpoint_id=resolved.checkpoint_id,
+        run_id=run_id,  # a run claimed by a worker or reopened for --resume
+        claimed=run_id is not None,
+    )
+    run_dir = common.run_dir(run_id)  # the trainer's output_dir, the same on every rank
     recorder = None
     try:
         with common.stdout_to_stderr(json_output):
@@ -88,10 +94,9 @@ def run(
             from training.models import load_reward_model
 
             model, tokenizer = load_reward_model(resolved.path)
-            run_dir = load_settings().home / "runs" / f"run-{run_id}"
             config.output_dir = str(run_dir)
             dataset = common.load_split(files, "train", COLUMNS, run_dir / "datasets")
-            recorder = common.make_recorder(sessionmaker, run_id)
+            recorder = common.make_recorder(sessionmaker, run_id, launch)
             trainer = RewardTrainer(
                 model=model,
                 args=config,
@@ -101,48 +106,61 @@ def run(
                 callbacks=[recorder],
             )
             # --resume: continue from the newest complete trainer checkpoint in run_dir
-            last = common.last_trainer_checkpoint(run_dir) if resume else None
+            last = launch.share(lambda: common.last_trainer_checkpoint(run_dir)) if resume else None
             output = trainer.train(resume_from_checkpoint=last)
-            common.check_result(recorder, trainer.model)
-            final = trainer.model
-            if model_config.use_peft:
-                final = final.merge_and_unload()
-            # 5. held-out evaluation
-            evaluation = preference_accuracy(final, tokenizer, heldout)
-            evaluation = {"split": "heldout", **evaluation}
+            common.check_result(recorder, trainer.model, launch)
+            # 5. the model (LoRA merged), saved by every rank into the checkpoint's temporary
+            # directory, then evaluated on the held-out split by rank 0 (read back if sharded)
+            evaluation: dict[str, Any] = {}
 
-            # 6. the checkpoint, written atomically, then registered with its lineage
             def save(directory):
-                final.save_pretrained(directory)
-                tokenizer.save_pretrained(directory)
+                final = common.save_model(
+                    trainer,
+                    tokenizer,
+                    directory,
+                    launch,
+                    merge_lora=model_config.use_peft,
+                    load_base=lambda: load_reward_model(resolved.path)[0],
+                )
+                if launch.is_main:
+                    if final is None:
+                        final = load_reward_model(str(directory))[0]
+                    accuracy = preference_accuracy(final, tokenizer, heldout)
+                    evaluation.update({"split": "heldout", **accuracy})
 
+            # 6. rank 0 renames it into place (atomically) and registers it with its lineage
             name = training_records.checkpoint_name("reward", run_id, snapshot_sha)
-            directory = training_records.write_checkpoint_dir(name, save)
-        metrics = {
-            "train_loss": output.training_loss,
-            "steps": output.global_step,
-            "train_rows": rows["train"],
-            "heldout_accuracy": evaluation["accuracy"],
-            "heldout_n": evaluation["n"],
-            "seconds": timer.seconds(),
-            **{k: v for k, v in recorder.last.items() if k.startswith("train_")},
-        }
-        with sessionmaker.begin() as s:
-            checkpoint = training_records.register_checkpoint(
-                s,
-                kind="reward",
-                directory=directory,
-                run_id=run_id,
-                base_model=resolved.base_model,
-                parent_id=resolved.checkpoint_id,
-                config=record,
-                evaluation=evaluation,
-            )
-            training_records.finish_run(s, run_id, metrics=metrics, log_tail=recorder.log_tail)
-            checkpoint_id = checkpoint.id
-        common.discard_trainer_checkpoints(run_dir)
+            directory = common.write_checkpoint(launch, name, save)
+
+        def register():  # rank 0
+            metrics = {
+                "train_loss": output.training_loss,
+                "steps": output.global_step,
+                "train_rows": rows["train"],
+                "heldout_accuracy": evaluation["accuracy"],
+                "heldout_n": evaluation["n"],
+                "seconds": timer.seconds(),
+                **{k: v for k, v in recorder.last.items() if k.startswith("train_")},
+            }
+            with sessionmaker.begin() as s:
+                checkpoint = training_records.register_checkpoint(
+                    s,
+                    kind="reward",
+                    directory=directory,
+                    run_id=run_id,
+                    base_model=resolved.base_model,
+                    parent_id=resolved.checkpoint_id,
+                    config=record,
+                    evaluation=evaluation,
+                )
+                training_records.finish_run(s, run_id, metrics=metrics, log_tail=recorder.log_tail)
+                checkpoint_id = checkpoint.id
+            common.discard_trainer_checkpoints(run_dir)
+            return checkpoint_id, metrics
+
+        checkpoint_id, metrics = launch.share(register)
     except BaseException as exc:
-        error = common.record_failure(sessionmaker, run_id, exc, recorder)
+        error = common.record_failure(sessionmaker, run_id, exc, recorder, launch)
         if error is exc:
             raise
         raise error from exc

@@ -39,7 +39,8 @@ def seed(Session):
         s.flush()
         reward = Checkpoint(kind=CheckpointKind.reward, name="rm", path="checkpoints/rm",
                             parent_id=policy.id, snapshot_id=pref_snap.id,
-                            snapshot_sha256=pref_snap.sha256)  # fmt: skip
+                            snapshot_sha256=pref_snap.sha256,
+                            evaluation={"split": "heldout", "accuracy": 0.75, "n": 4})  # fmt: skip
         s.add(reward)
         s.flush()
         return {
@@ -138,6 +139,8 @@ def test_checkpoints_lineage_and_metrics(Session):
         assert dpo["parent"] == "base" and dpo["run_kind"] == "dpo"
         assert dpo["snapshot_kind"] == "preference" and dpo["project"] == "pairs"
         assert rows[2]["parent"] is None and rows[2]["run_id"] is None
+        assert rows[1]["evaluation"] == {"split": "heldout", "accuracy": 0.75, "n": 4}
+        assert rows[0]["evaluation"] == {} and rows[1]["path"] == "checkpoints/rm"
         assert [r["name"] for r in runs.list_checkpoints(s, kind="reward")] == ["rm"]
         assert [c["name"] for c in runs.lineage(s, dpo["id"])] == ["dpo-1", "base"]
         with pytest.raises(NotFound):

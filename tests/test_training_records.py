@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
+from labeling import runs
 from labeling import training_records as tr
 from labeling.errors import Conflict, InvalidInput
 from labeling.hashing import prompt_hash
@@ -130,11 +131,15 @@ def test_run_lifecycle_metrics_and_checkpoint_lineage(Session, seeded):  # noqa:
         )
         described = tr.describe_checkpoint(s, child)
         assert described["parent_id"] == parent_id
+        assert described["parents"] == runs.lineage(s, child.id)[1:]
         assert [p["id"] for p in described["parents"]] == [parent_id]
+        assert described["parents"][0]["run_id"] == run_id
         assert described["complete"] and described["evaluation"]["accuracy"] == 0.5
-        listed = tr.list_checkpoint_rows(s)
+        listed = runs.list_checkpoints(s)  # the one listing (UI and `rlhf checkpoints list`)
         assert [r["id"] for r in listed] == [child.id, parent_id]
-        assert [r["id"] for r in tr.list_checkpoint_rows(s, kind="policy")] == [parent_id]
+        assert listed[0]["evaluation"] == {"accuracy": 0.5, "n": 2}
+        assert listed[0]["parent"] == "sft-run1" and listed[1]["evaluation"] == {}
+        assert [r["id"] for r in runs.list_checkpoints(s, kind="policy")] == [parent_id]
 
 
 def test_failed_and_cancelled_runs(Session, seeded):  # noqa: N803
@@ -176,3 +181,36 @@ def test_checkpoint_directory_is_atomic_and_register_needs_the_marker(Session, s
     with pytest.raises(Conflict):
         tr.write_checkpoint_dir("sft-run10", _save({"model.safetensors": "w"}))
     assert tr.is_complete(done)
+
+
+def test_checkpoint_directory_in_two_steps_for_multi_process_launches(Session, seeded):  # noqa: N803
+    """prepare_checkpoint_dir (rank 0), every rank saves into it, finish_checkpoint_dir
+    (rank 0): the same guarantees as write_checkpoint_dir."""
+    root = load_settings().checkpoints_dir
+    tmp = tr.prepare_checkpoint_dir("dpo-run3")
+    assert tmp.parent == root and tmp.name.startswith(".tmp-dpo-run3-") and not any(tmp.iterdir())
+    for rank in (0, 1):  # e.g. the shards of a sharded save
+        (tmp / f"model-0000{rank + 1}-of-00002.safetensors").write_text(f"rank {rank}")
+    final = tr.finish_checkpoint_dir(tmp, "dpo-run3")
+    assert final == root / "dpo-run3" and tr.is_complete(final) and not tmp.exists()
+    assert sorted(p.name for p in final.iterdir()) == [
+        "COMPLETE",
+        "model-00001-of-00002.safetensors",
+        "model-00002-of-00002.safetensors",
+    ]
+    with pytest.raises(Conflict):
+        tr.prepare_checkpoint_dir("dpo-run3")
+
+    empty = tr.prepare_checkpoint_dir("dpo-run4")
+    with pytest.raises(InvalidInput, match="saved nothing"):
+        tr.finish_checkpoint_dir(empty, "dpo-run4")
+    assert not empty.exists() and not (root / "dpo-run4").exists()
+    late = tr.prepare_checkpoint_dir("dpo-run5")  # someone else took the name meanwhile
+    (late / "model.safetensors").write_text("w")
+    (root / "dpo-run5").mkdir()
+    with pytest.raises(Conflict):
+        tr.finish_checkpoint_dir(late, "dpo-run5")
+    assert not late.exists()
+    with pytest.raises(InvalidInput, match="not a temporary directory"):
+        tr.finish_checkpoint_dir(final, "dpo-run6")  # only a directory prepare_ made
+    assert not [p for p in root.iterdir() if p.name.startswith(".tmp")]

@@ -25,6 +25,11 @@ Top to bottom:
     run, no checkpoint.
  5. LoRA adapters are merged; the model and tokenizer are written atomically under
     $RLHF_HOME/checkpoints/ and registered as a policy checkpoint whose parent is the base.
+
+Multi-process: `torchrun --nproc_per_node 8 -m training.dpo ...` or `accelerate launch
+--config_file training/accelerate/multi_gpu.yaml -m training.dpo ...` (or `rlhf train dpo`
+under either): every rank trains, rank 0 alone writes the run, its metrics and the
+checkpoint's registration - one run and one checkpoint per launch (training/common.py).
 """
 
 from __future__ import annotations
@@ -35,7 +40,6 @@ from typing import Any
 
 from labeling import training_records
 from labeling.errors import RLHFError
-from labeling.settings import load_settings
 from labeling.snapshots import get_snapshot, snapshot_files
 from training import common
 
@@ -61,28 +65,30 @@ def run(
 
     sessionmaker = sessionmaker or common.default_sessionmaker()
     timer = common.Timer()
-    # 1. config
+    # 1. config (under torchrun / accelerate launch this also joins the ranks together)
     config, model_config, record = common.parse_config(DPOConfig, preset, "dpo", list(flags))
+    launch = common.Launch.current()
     base = base or model_config.model_name_or_path or "default"
     # 2. the snapshot and the base (a policy), checked before any model loads
     with sessionmaker.begin() as s:
         snapshot = get_snapshot(s, snapshot_id)
         files = snapshot_files(snapshot)
         rows = common.check_snapshot(snapshot, "preference", files)
-    resolved = resolve_model(base, kind="policy")  # a reward checkpoint is refused here
-    # 3. the run record
-    with sessionmaker.begin() as s:
-        run_row = training_records.start_run(
-            s,
-            kind="dpo",
-            snapshot_id=snapshot_id,
-            config={**record, "recipe": "training/dpo.py", "preset": preset, "base": base},
-            created_by=created_by,
-            base_checkpoint_id=resolved.checkpoint_id,
-            run_id=run_id,  # a run claimed by a worker or reopened for --resume
-            claimed=run_id is not None,
-        )
-        run_id, snapshot_sha = run_row.id, run_row.snapshot_sha256
+    # a reward checkpoint is refused here; rank 0 resolves first (it caches the default)
+    resolved = launch.share(lambda: resolve_model(base, kind="policy"))
+    # 3. the run record: rank 0 writes it, every rank gets its id
+    run_id, snapshot_sha = common.start_run(
+        launch,
+        sessionmaker,
+        kind="dpo",
+        snapshot_id=snapshot_id,
+        config={**record, "recipe": "training/dpo.py", "preset": preset, "base": base},
+        created_by=created_by,
+        base_checkpoint_id=resolved.checkpoint_id,
+        run_id=run_id,  # a run claimed by a worker or reopened for --resume
+        claimed=run_id is not None,
+    )
+    run_dir = common.run_dir(run_id)  # the trainer's output_dir, the same on every rank
     recorder = None
     try:
         with common.stdout_to_stderr(json_output):
@@ -97,10 +103,9 @@ def run(
             ref_model = None
             if not model_config.use_peft and not config.precompute_ref_log_probs:
                 ref_model = copy.deepcopy(model).eval().requires_grad_(False)
-            run_dir = load_settings().home / "runs" / f"run-{run_id}"
             config.output_dir = str(run_dir)
             dataset = common.load_split(files, "train", COLUMNS, run_dir / "datasets")
-            recorder = common.make_recorder(sessionmaker, run_id)
+            recorder = common.make_recorder(sessionmaker, run_id, launch)
             trainer = DPOTrainer(
                 model=model,
                 ref_model=ref_model,
@@ -111,46 +116,55 @@ def run(
                 callbacks=[recorder],
             )
             # --resume: continue from the newest complete trainer checkpoint in run_dir
-            last = common.last_trainer_checkpoint(run_dir) if resume else None
+            last = launch.share(lambda: common.last_trainer_checkpoint(run_dir)) if resume else None
             output = trainer.train(resume_from_checkpoint=last)
-            common.check_result(recorder, trainer.model)
-            # 5. the checkpoint, written atomically, then registered with its lineage
-            final = trainer.model
-            if model_config.use_peft:
-                final = final.merge_and_unload()
+            common.check_result(recorder, trainer.model, launch)
 
+            # 5. the checkpoint (LoRA merged), written atomically: every rank saves its part,
+            # rank 0 renames it into place and registers it with its lineage
             def save(directory):
-                final.save_pretrained(directory)
-                tokenizer.save_pretrained(directory)
+                common.save_model(
+                    trainer,
+                    tokenizer,
+                    directory,
+                    launch,
+                    merge_lora=model_config.use_peft,
+                    load_base=lambda: load_policy(resolved.path)[0],
+                )
 
             name = training_records.checkpoint_name("dpo", run_id, snapshot_sha)
-            directory = training_records.write_checkpoint_dir(name, save)
-        metrics = {
-            "train_loss": output.training_loss,
-            "steps": output.global_step,
-            "train_rows": rows["train"],
-            "seconds": timer.seconds(),
-            **{
-                k: v
-                for k, v in recorder.last.items()
-                if k.startswith(("train_", "rewards/", "logps/"))
-            },
-        }
-        with sessionmaker.begin() as s:
-            checkpoint = training_records.register_checkpoint(
-                s,
-                kind="policy",
-                directory=directory,
-                run_id=run_id,
-                base_model=resolved.base_model,
-                parent_id=resolved.checkpoint_id,
-                config=record,
-            )
-            training_records.finish_run(s, run_id, metrics=metrics, log_tail=recorder.log_tail)
-            checkpoint_id = checkpoint.id
-        common.discard_trainer_checkpoints(run_dir)
+            directory = common.write_checkpoint(launch, name, save)
+
+        def register():  # rank 0
+            metrics = {
+                "train_loss": output.training_loss,
+                "steps": output.global_step,
+                "train_rows": rows["train"],
+                "seconds": timer.seconds(),
+                **{
+                    k: v
+                    for k, v in recorder.last.items()
+                    if k.startswith(("train_", "rewards/", "logps/"))
+                },
+            }
+            with sessionmaker.begin() as s:
+                checkpoint = training_records.register_checkpoint(
+                    s,
+                    kind="policy",
+                    directory=directory,
+                    run_id=run_id,
+                    base_model=resolved.base_model,
+                    parent_id=resolved.checkpoint_id,
+                    config=record,
+                )
+                training_records.finish_run(s, run_id, metrics=metrics, log_tail=recorder.log_tail)
+                checkpoint_id = checkpoint.id
+            common.discard_trainer_checkpoints(run_dir)
+            return checkpoint_id, metrics
+
+        checkpoint_id, metrics = launch.share(register)
     except BaseException as exc:
-        error = common.record_failure(sessionmaker, run_id, exc, recorder)
+        error = common.record_failure(sessionmaker, run_id, exc, recorder, launch)
         if error is exc:
             raise
         raise error from exc

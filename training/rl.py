@@ -28,6 +28,11 @@ Flags after the known ones are GRPOConfig / RLOOConfig / trl.ModelConfig fields.
     the base's directory. NaN/inf in the loss or grad norm fails the run, no checkpoint.
  5. LoRA adapters are merged; the policy is written atomically under $RLHF_HOME/checkpoints/
     and registered as a policy checkpoint whose parent is the base.
+
+Multi-process (`torchrun --nproc_per_node 8 -m training.rl ...`, `accelerate launch ...`, or
+`rlhf train rl` under either): every rank trains, rank 0 alone writes the run, its metrics
+and the checkpoint's registration - one run and one checkpoint per launch
+(training/common.py).
 """
 
 from __future__ import annotations
@@ -39,7 +44,6 @@ from typing import Any
 
 from labeling import training_records
 from labeling.errors import InvalidInput, RLHFError
-from labeling.settings import load_settings
 from labeling.snapshots import get_snapshot, read_split, snapshot_files
 from training import common
 
@@ -146,8 +150,9 @@ def run(
 
     sessionmaker = sessionmaker or common.default_sessionmaker()
     timer = common.Timer()
-    # 1. config
+    # 1. config (under torchrun / accelerate launch this also joins the ranks together)
     config, model_config, record = common.parse_config(config_cls, preset, "rl", list(flags))
+    launch = common.Launch.current()
     base = base or model_config.model_name_or_path or "default"
     # 2. the prompts, the base (a policy) and the reward model, checked before any model loads
     with sessionmaker.begin() as s:
@@ -161,31 +166,32 @@ def run(
             f"(at least {common.MIN_TRAIN_ROWS}); label more and take a new snapshot"
         )
     rows = common.snapshot_rows(files)
-    resolved = resolve_model(base, kind="policy")  # a reward checkpoint is refused here
-    resolved_reward = resolve_model(reward, kind="reward")
+    # a reward checkpoint is refused as the base; rank 0 resolves first (it caches the default)
+    resolved = launch.share(lambda: resolve_model(base, kind="policy"))
+    resolved_reward = launch.share(lambda: resolve_model(reward, kind="reward"))
     check_reward(resolved_reward)
-    # 3. the run record
-    with sessionmaker.begin() as s:
-        run_row = training_records.start_run(
-            s,
-            kind="rl",
-            snapshot_id=snapshot_id,
-            config={
-                **record,
-                "algo": algo,
-                "trainer": config_cls.__name__.replace("Config", "Trainer"),
-                "recipe": "training/rl.py",
-                "preset": preset,
-                "base": base,
-                "reward": str(reward),
-            },
-            created_by=created_by,
-            base_checkpoint_id=resolved.checkpoint_id,
-            run_id=run_id,  # a run claimed by a worker or reopened for --resume
-            claimed=run_id is not None,
-            reward_checkpoint_id=resolved_reward.checkpoint_id,
-        )
-        run_id, snapshot_sha = run_row.id, run_row.snapshot_sha256
+    # 3. the run record: rank 0 writes it, every rank gets its id
+    run_id, snapshot_sha = common.start_run(
+        launch,
+        sessionmaker,
+        kind="rl",
+        snapshot_id=snapshot_id,
+        config={
+            **record,
+            "algo": algo,
+            "trainer": config_cls.__name__.replace("Config", "Trainer"),
+            "recipe": "training/rl.py",
+            "preset": preset,
+            "base": base,
+            "reward": str(reward),
+        },
+        created_by=created_by,
+        base_checkpoint_id=resolved.checkpoint_id,
+        run_id=run_id,  # a run claimed by a worker or reopened for --resume
+        claimed=run_id is not None,
+        reward_checkpoint_id=resolved_reward.checkpoint_id,
+    )
+    run_dir = common.run_dir(run_id)  # the trainer's output_dir, the same on every rank
     recorder = None
     try:
         with common.stdout_to_stderr(json_output):
@@ -203,10 +209,9 @@ def run(
             # TRL loads the KL reference (beta > 0, no LoRA) from this name: the base's directory.
             model.config._name_or_path = resolved.path
             reward_model, reward_tokenizer = load_reward_model(resolved_reward.path)
-            run_dir = load_settings().home / "runs" / f"run-{run_id}"
             config.output_dir = str(run_dir)
             dataset = datasets.Dataset.from_list([{"prompt": p} for p in prompts])
-            recorder = common.make_recorder(sessionmaker, run_id)
+            recorder = common.make_recorder(sessionmaker, run_id, launch)
             trainer = trainer_cls(
                 model=model,
                 reward_funcs=reward_model,
@@ -218,48 +223,57 @@ def run(
                 callbacks=[recorder],
             )
             # --resume: continue from the newest complete trainer checkpoint in run_dir
-            last = common.last_trainer_checkpoint(run_dir) if resume else None
+            last = launch.share(lambda: common.last_trainer_checkpoint(run_dir)) if resume else None
             output = trainer.train(resume_from_checkpoint=last)
-            common.check_result(recorder, trainer.model)
-            # 5. the checkpoint, written atomically, then registered with its lineage
-            final = trainer.model
-            if model_config.use_peft:
-                final = final.merge_and_unload()
+            common.check_result(recorder, trainer.model, launch)
 
+            # 5. the checkpoint (LoRA merged), written atomically: every rank saves its part,
+            # rank 0 renames it into place and registers it with its lineage
             def save(directory):
-                final.save_pretrained(directory)
-                tokenizer.save_pretrained(directory)
+                common.save_model(
+                    trainer,
+                    tokenizer,
+                    directory,
+                    launch,
+                    merge_lora=model_config.use_peft,
+                    load_base=lambda: load_policy(resolved.path)[0],
+                )
 
             name = f"rl-{algo}-run{run_id}" + (f"-{snapshot_sha[:8]}" if snapshot_sha else "")
-            directory = training_records.write_checkpoint_dir(name, save)
-        metrics = {
-            "algo": algo,
-            "train_loss": output.training_loss,
-            "steps": output.global_step,
-            "train_prompts": len(prompts),
-            "train_rows": rows["train"],
-            "seconds": timer.seconds(),
-            **{
-                k: v
-                for k, v in recorder.last.items()
-                if k.startswith(("train_", "reward", "kl", "completions/mean_length"))
-            },
-        }
-        with sessionmaker.begin() as s:
-            checkpoint = training_records.register_checkpoint(
-                s,
-                kind="policy",
-                directory=directory,
-                run_id=run_id,
-                base_model=resolved.base_model,
-                parent_id=resolved.checkpoint_id,
-                config={**record, "algo": algo, "reward": str(reward)},
-            )
-            training_records.finish_run(s, run_id, metrics=metrics, log_tail=recorder.log_tail)
-            checkpoint_id = checkpoint.id
-        common.discard_trainer_checkpoints(run_dir)
+            directory = common.write_checkpoint(launch, name, save)
+
+        def register():  # rank 0
+            metrics = {
+                "algo": algo,
+                "train_loss": output.training_loss,
+                "steps": output.global_step,
+                "train_prompts": len(prompts),
+                "train_rows": rows["train"],
+                "seconds": timer.seconds(),
+                **{
+                    k: v
+                    for k, v in recorder.last.items()
+                    if k.startswith(("train_", "reward", "kl", "completions/mean_length"))
+                },
+            }
+            with sessionmaker.begin() as s:
+                checkpoint = training_records.register_checkpoint(
+                    s,
+                    kind="policy",
+                    directory=directory,
+                    run_id=run_id,
+                    base_model=resolved.base_model,
+                    parent_id=resolved.checkpoint_id,
+                    config={**record, "algo": algo, "reward": str(reward)},
+                )
+                training_records.finish_run(s, run_id, metrics=metrics, log_tail=recorder.log_tail)
+                checkpoint_id = checkpoint.id
+            common.discard_trainer_checkpoints(run_dir)
+            return checkpoint_id, metrics
+
+        checkpoint_id, metrics = launch.share(register)
     except BaseException as exc:
-        error = common.record_failure(sessionmaker, run_id, exc, recorder)
+        error = common.record_failure(sessionmaker, run_id, exc, recorder, launch)
         if error is exc:
             raise
         raise error from exc

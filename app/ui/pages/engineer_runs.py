@@ -43,8 +43,12 @@ def render() -> None:
     if not checkpoints:
         st.caption("No checkpoints yet: runs record them when they finish.")
     else:
+        table = pd.DataFrame(checkpoints).drop(columns=["evaluation"])
+        table["accuracy"] = pd.to_numeric(
+            pd.Series([c["evaluation"].get("accuracy") for c in checkpoints]), errors="coerce"
+        )
         st.dataframe(
-            pd.DataFrame(checkpoints),
+            table,
             hide_index=True,
             column_order=[
                 "id",
@@ -58,9 +62,14 @@ def render() -> None:
                 "snapshot_id",
                 "snapshot_kind",
                 "base_model",
+                "accuracy",
                 "created_at",
             ],  # fmt: skip
-            column_config={"parent": "parent checkpoint", "run_kind": "made by a"},
+            column_config={
+                "parent": "parent checkpoint",
+                "run_kind": "made by a",
+                "accuracy": st.column_config.NumberColumn("held-out accuracy", format="%.3f"),
+            },
         )
 
 
