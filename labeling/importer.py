@@ -475,7 +475,8 @@ def _build_rows(
     now = out.timestamp(utcnow())
     dumps = json.dumps
 
-    heldout = project.heldout_fraction
+    # Nothing trains on an arena's prompts: they are all held out.
+    heldout = 1.0 if project.kind == ProjectKind.arena else project.heldout_fraction
     rows = []
     for new_id, (ph, row) in zip(ids["prompts"], new_prompts.items(), strict=True):
         prompt_ids[ph] = new_id

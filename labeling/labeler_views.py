@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import and_, exists, func, or_, select, union_all
 from sqlalchemy.orm import Session
 
-from labeling import queue
+from labeling import arena, queue
 from labeling.errors import InvalidInput, NotFound
 from labeling.models import (
     Assignment,
@@ -232,6 +232,8 @@ def submit_compare(
         rationale=rationale or None, time_spent_ms=time_spent_ms,
         idempotency_key=idempotency_key,
     )  # fmt: skip
+    if result.accepted and not result.duplicate:
+        arena.after_vote(session, assignment.project_id)  # matchmaking: reprioritise now and then
     return _after(session, result, assignment)
 
 

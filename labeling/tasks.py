@@ -15,6 +15,7 @@ from labeling.hashing import prompt_hash, sha256_text, split_for_hash, task_hash
 from labeling.models import (
     AuthorKind,
     Project,
+    ProjectKind,
     Prompt,
     Response,
     Split,
@@ -61,7 +62,8 @@ def add_prompt(
     if prompt is None:
         prompt = Prompt(
             project_id=project.id, messages=messages, content_hash=digest,
-            split=Split(split_for_hash(digest, project.heldout_fraction)),
+            split=Split.heldout if project.kind == ProjectKind.arena  # nothing trains on it
+            else Split(split_for_hash(digest, project.heldout_fraction)),
             source=source, category=category,
         )  # fmt: skip
         session.add(prompt)

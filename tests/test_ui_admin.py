@@ -317,3 +317,58 @@ def test_queue_a_training_run_then_cancel_it(Session, people):
         assert runs.get_run(s, run_id).status == RunStatus.cancelled
     assert at.dataframe[0].value["status"].tolist() == ["cancelled"]
     assert not at.button  # nothing left to cancel
+
+
+def test_arena_settings_on_the_projects_page(Session, people):  # noqa: N803
+    from labeling import arena
+
+    with Session.begin() as s:
+        project_id = projects.create_project(s, name="the-arena", kind="arena").id
+    at = page("admin_projects", people["admin"])
+    prefix = f"arena-{project_id}-"
+    at.toggle(key=prefix + "auto_enter").set_value(False)
+    at.selectbox(key=prefix + "opponents").set_value("all")
+    at.number_input(key=prefix + "min_pair_votes").set_value(2)
+    at = click(run(at), prefix + "save")
+    assert "Saved the arena settings" in at.success[0].value
+    with Session.begin() as s:
+        conf = arena.settings(projects.get_project(s, project_id))
+        assert conf["auto_enter"] is False and conf["opponents"] == "all"
+        assert conf["min_pair_votes"] == 2 and conf["max_prompts"] is None
+
+
+def test_leaderboard_page_for_every_role(Session, people):  # noqa: N803
+    from labeling import arena
+
+    with Session.begin() as s:
+        project = projects.create_project(s, name="the-arena", kind="arena")
+        cks = []
+        for name in ("alpha", "beta"):
+            ck = Checkpoint(kind=CheckpointKind.policy, name=name, path=f"checkpoints/{name}")
+            s.add(ck)
+            s.flush()
+            cks.append(ck.id)
+        for i in range(4):
+            prompt = add_prompt(s, project, f"q{i}", category="chat" if i % 2 else "code")
+            for name, cid in zip(("alpha", "beta"), cks, strict=True):
+                add_response(s, prompt, f"{name} {i}", author_kind="checkpoint", checkpoint_id=cid)
+        arena.schedule(s, project)
+    # Nobody voted yet: the page says so.
+    at = page("leaderboard", people["labeler"])
+    assert any("no votes" in i.value for i in at.info)
+    with Session.begin() as s:
+        for choice in ("a", "b", "tie", "a"):
+            assignment = queue.claim_next(s, project_id=project.id, user_id=people["labeler"])
+            queue.submit_preference(s, task_id=assignment.task_id, user_id=people["labeler"],
+                                    choice=choice)  # fmt: skip
+    for role in ("labeler", "engineer", "admin"):
+        at = page("leaderboard", people[role])
+        table = at.dataframe[0].value
+        assert set(table["Model"]) == {"alpha", "beta"} and table["Votes"].tolist() == [4, 4]
+    at.selectbox(key="lb-category").set_value("code")
+    at = run(at)
+    assert at.dataframe[0].value["Votes"].sum() == 4  # 2 votes each, in "code" only
+    at.selectbox(key="lb-ci").set_value("sandwich")
+    at.selectbox(key="lb-ties").set_value("davidson")
+    run(at)
+    assert page("leaderboard", None).warning  # logged out: asked to log in

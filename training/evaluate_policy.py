@@ -8,7 +8,8 @@ prompts, and how far has the checkpoint moved from its base?
 1. prompts: the distinct prompts of the snapshot's split (any kind with prompts, as in
    training/rl.py: preference / kto `prompt`, sft `messages` without the last answer).
 2. answers: greedy generation from the policy checkpoint (batched, left padding, chat
-   template with the generation prompt), at most max_new_tokens tokens, up to the first EOS.
+   template with the generation prompt), at most max_new_tokens tokens, up to the first EOS
+   (training/generate.py's `generate`).
 3. mean_reward: the reward model (a reward checkpoint, scored as in reward/evaluate.py) on
    prompt + answer, averaged over the n prompts.
 4. kl_to_base: mean over the generated tokens of log p_policy(token) - log p_base(token), on
@@ -28,60 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from labeling.errors import InvalidInput
-
-
-def _left_padded(tokenizer, prompts: list[list[dict]], device):
-    import torch
-
-    ids = [
-        tokenizer.apply_chat_template(
-            p, tokenize=True, add_generation_prompt=True, return_dict=True
-        )["input_ids"]
-        for p in prompts
-    ]
-    width = max(len(x) for x in ids)
-    pad = tokenizer.pad_token_id
-    input_ids = torch.tensor([[pad] * (width - len(x)) + list(x) for x in ids], device=device)
-    mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids], device=device)
-    return input_ids, mask
-
-
-def generate(model, tokenizer, prompts, *, max_new_tokens: int, batch_size: int = 8):
-    """Greedy answers: [(sequence ids, attention mask, completion mask, prompt width, text)]
-    per batch. The completion mask covers the generated tokens up to and including the first
-    EOS."""
-    import torch
-
-    device = next(model.parameters()).device
-    configured = getattr(model.generation_config, "eos_token_id", None)
-    configured = configured if isinstance(configured, list) else [configured]
-    eos = {t for t in [tokenizer.eos_token_id, *configured] if t is not None}
-    model.eval()
-    batches = []
-    with torch.inference_mode():
-        for i in range(0, len(prompts), batch_size):
-            input_ids, mask = _left_padded(tokenizer, prompts[i : i + batch_size], device)
-            out = model.generate(
-                input_ids=input_ids,
-                attention_mask=mask,
-                max_new_tokens=max_new_tokens,
-                min_new_tokens=1,
-                do_sample=False,
-                pad_token_id=tokenizer.pad_token_id,
-            )
-            width = input_ids.shape[1]
-            completion = out[:, width:]
-            keep = torch.ones_like(completion)
-            for row in range(completion.shape[0]):
-                hits = [j for j, t in enumerate(completion[row].tolist()) if t in eos]
-                if hits:
-                    keep[row, hits[0] + 1 :] = 0
-            texts = [
-                tokenizer.decode(c[k.bool()], skip_special_tokens=True).strip()
-                for c, k in zip(completion, keep, strict=True)
-            ]
-            batches.append((out, torch.cat([mask, keep], dim=1), keep, width, texts))
-    return batches
+from training.generate import generate
 
 
 def completion_logprobs(model, sequences, attention_mask, completion_mask, width):

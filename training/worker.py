@@ -139,6 +139,10 @@ def _fail_if_running(sessionmaker, run_id: int, exc: BaseException) -> None:
         message = str(exc)
     else:
         message = f"{type(exc).__name__}: {exc}"
+    from training.common import is_main_process
+
+    if not is_main_process():  # `rlhf train --resume` under torchrun: rank 0 records it
+        return
     try:
         with sessionmaker.begin() as s:
             run = runs.get_run(s, run_id)
@@ -146,6 +150,10 @@ def _fail_if_running(sessionmaker, run_id: int, exc: BaseException) -> None:
                 training_records.fail_run(s, run_id, error=message)
     except Exception as record_exc:  # never hide the real error
         print(f"warning: could not record run {run_id} as failed: {record_exc}", file=sys.stderr)
+
+
+# Runs whose checkpoint is a policy: it can answer prompts and enter arenas.
+POLICY_KINDS = ("sft", "dpo", "rl")
 
 
 def _raise_interrupt(signum, frame):
@@ -192,6 +200,12 @@ def work(
             result = run_claimed(run, sessionmaker, json_output=json_output)
             summary.update(status="succeeded", checkpoint_id=result["checkpoint_id"])
             summary["metrics"] = result["metrics"]
+            if kind in POLICY_KINDS:
+                from training.arena_entry import enter_auto_arenas
+
+                summary["arena"] = enter_auto_arenas(
+                    sessionmaker, result["checkpoint_id"], progress=not json_output
+                )
         except KeyboardInterrupt:
             _say({**summary, "status": "failed", "error": "worker stopped"}, json_output)
             raise

@@ -1,9 +1,12 @@
-"""`rlhf checkpoints list|show`: registered checkpoints and their lineage (engineer, admin)."""
+"""`rlhf checkpoints list|show|add`: registered checkpoints and their lineage (engineer, admin).
+
+`add` registers a model no run trained (the default policy, a local directory) so that it can
+answer prompts and enter arenas as a baseline (training/add_model.py)."""
 
 from __future__ import annotations
 
-from app.cli.common import acting_user, print_json, print_table, transaction
-from labeling import training_records
+from app.cli.common import acting_user, print_json, print_table, sessionmaker, transaction
+from labeling import runs, training_records
 from labeling.models import CheckpointKind, Role
 
 
@@ -18,12 +21,18 @@ def register(sub) -> None:
     sh.add_argument("id", type=int)
     sh.add_argument("--json", action="store_true")
     sh.set_defaults(func=show)
+    ad = csub.add_parser("add", help="register a model no run trained (e.g. the default policy)")
+    ad.add_argument("--model", required=True, help="default, a local directory or a hub id")
+    ad.add_argument("--name", help="checkpoint name (default: from the model)")
+    ad.add_argument("--kind", choices=[k.value for k in CheckpointKind], default="policy")
+    ad.add_argument("--json", action="store_true")
+    ad.set_defaults(func=add)
 
 
 def list_checkpoints(args) -> int:
     with transaction() as s:
         acting_user(s, args, Role.engineer, Role.admin)
-        rows = training_records.list_checkpoint_rows(s, kind=args.kind)
+        rows = runs.list_checkpoints(s, kind=args.kind)
     if args.json:
         print_json(rows)
     else:
@@ -38,6 +47,7 @@ def list_checkpoints(args) -> int:
                 "kind",
                 "name",
                 "parent_id",
+                "parent",
                 "run_id",
                 "snapshot_id",
                 "sha256",
@@ -57,4 +67,17 @@ def show(args) -> int:
     else:
         for key, value in out.items():
             print(f"{key:16} {value}")
+    return 0
+
+
+def add(args) -> int:
+    from training.add_model import add_model
+
+    with transaction() as s:
+        acting_user(s, args, Role.engineer, Role.admin)
+    out = add_model(sessionmaker(), model=args.model, name=args.name, kind=args.kind)
+    if args.json:
+        print_json(out)
+    else:
+        print(f"checkpoint {out['checkpoint_id']} ({out['kind']}): {out['name']} at {out['path']}")
     return 0

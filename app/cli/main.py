@@ -7,11 +7,14 @@ import argparse
 import sys
 
 from app.cli import (
+    arena_cmd,
     checkpoints_cmd,
     db_cmd,
     demo_cmd,
     eval_cmd,
+    generate_cmd,
     import_cmd,
+    leaderboard_cmd,
     projects_cmd,
     serve_cmd,
     snapshot_cmd,
@@ -33,6 +36,9 @@ COMMANDS = [
     train_cmd,
     checkpoints_cmd,
     eval_cmd,
+    generate_cmd,
+    arena_cmd,
+    leaderboard_cmd,
     worker_cmd,
 ]
 

@@ -16,6 +16,8 @@ TRL load only when a training command runs.
 
 from __future__ import annotations
 
+import os
+
 from app.cli.common import acting_user, print_json, sessionmaker, transaction
 from labeling.errors import InvalidInput
 from labeling.models import Role
@@ -111,6 +113,13 @@ def train(args) -> int:
         json_output=args.json,
         **extra,
     )
+    if not _main_process():
+        return 0  # rank 0 reports (and enters arenas) for the whole launch
+    if args.train_command != "reward":
+        from training.arena_entry import enter_auto_arenas, report
+
+        # Arenas that auto-enter new checkpoints get its answers and tasks now.
+        report(enter_auto_arenas(sessionmaker(), result["checkpoint_id"], progress=not args.json))
     if args.json:
         print_json(result)
     else:
@@ -118,6 +127,11 @@ def train(args) -> int:
         print(f"run {result['run_id']} succeeded: checkpoint {result['checkpoint_id']}")
         print(metrics)
     return 0
+
+
+def _main_process() -> bool:
+    """False on the other ranks of a torchrun / accelerate launch: rank 0 alone acts."""
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 # --- --queue and --resume ----------------------------------------------------------------
@@ -220,13 +234,16 @@ def _queue_or_resume(args, user_id) -> int:
             raise InvalidInput(f"run {run.id} is a {kind} run: use `rlhf train {kind} --resume`")
         if args.snapshot is not None and args.snapshot != run.snapshot_id:
             raise InvalidInput(f"run {run.id} trained on snapshot {run.snapshot_id}")
-        run = run_queue.reopen_run(s, args.resume)
+        if _main_process():  # under torchrun, rank 0 alone writes; the others read the run
+            run = run_queue.reopen_run(s, args.resume)
         s.expunge(run)
     from training.worker import run_claimed
 
     result = run_claimed(
         run, sessionmaker(), resume=True, extra_flags=args.flags, json_output=args.json
     )
+    if not _main_process():
+        return 0
     if args.json:
         print_json(result)
     else:

@@ -26,6 +26,19 @@ def labeler_pages() -> list:
     ]
 
 
+def everyone_pages() -> list:
+    from app.ui.pages import leaderboard
+
+    return [
+        st.Page(
+            leaderboard.render,
+            title="Leaderboard",
+            icon=":material/leaderboard:",
+            url_path="leaderboard",
+        )
+    ]
+
+
 def admin_pages() -> list:
     from app.ui.pages import admin_dashboard, admin_projects, admin_users
 
@@ -82,7 +95,7 @@ if user is None:
         [st.Page(login.render, title="Log in", icon=":material/login:", url_path="login")]
     )
 else:
-    sections: dict[str, list] = {"Label": labeler_pages()}
+    sections: dict[str, list] = {"Label": labeler_pages(), "Results": everyone_pages()}
     if user.role in (Role.admin, Role.engineer):
         sections["Engineer"] = engineer_pages()
     if user.role == Role.admin:

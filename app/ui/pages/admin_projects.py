@@ -16,7 +16,7 @@ import streamlit as st
 from app.ui import auth, state
 from app.ui.db import transaction
 from app.ui.render import inert_markdown, untrusted
-from labeling import projects, stats, users
+from labeling import arena, projects, stats, users
 from labeling.errors import RLHFError
 from labeling.models import ProjectKind, Role
 
@@ -206,6 +206,56 @@ def edit_project_form(user_id: int, names: dict[int, str]) -> None:
         "Changing the overlap applies to existing items at once: a higher one reopens done "
         "items, a lower one closes items that already have enough labels."
     )
+    if kind == "arena":
+        arena_settings_form(user_id, int(project_id))
+
+
+ARENA_FIELDS = ("auto_enter", "opponents", "include_human", "max_prompts", "min_pair_votes",
+                "max_new_tokens", "temperature")  # fmt: skip
+
+
+def arena_settings_form(user_id: int, project_id: int) -> None:
+    """Arena settings (labeling.arena.DEFAULTS): who enters, against whom, how answers are
+    sampled, and how many votes every pair gets before matchmaking favours uncertain pairs."""
+    with transaction() as s:
+        conf = arena.settings(projects.get_project(s, project_id))
+    prefix = f"arena-{project_id}-"
+    st.subheader("Arena")
+    left, middle, right = st.columns(3)
+    left.toggle("New checkpoints enter on their own", value=bool(conf["auto_enter"]),
+                key=prefix + "auto_enter")  # fmt: skip
+    middle.selectbox(
+        "Opponents of a new checkpoint", ["best", "all"], key=prefix + "opponents",
+        index=["best", "all"].index(conf["opponents"]),
+        format_func={"best": "the current leader", "all": "every contestant"}.get,
+    )  # fmt: skip
+    right.toggle("Labelers' demonstrations enter as 'human'", value=bool(conf["include_human"]),
+                 key=prefix + "include_human")  # fmt: skip
+    left.number_input("Votes per pair before matchmaking", min_value=0, step=1,
+                      value=int(conf["min_pair_votes"]), key=prefix + "min_pair_votes")  # fmt: skip
+    middle.number_input("Max prompts per pair", min_value=1, step=10, value=conf["max_prompts"],
+                        placeholder="all", key=prefix + "max_prompts")  # fmt: skip
+    right.number_input("Max new tokens", min_value=1, step=16, value=int(conf["max_new_tokens"]),
+                       key=prefix + "max_new_tokens")  # fmt: skip
+    left.number_input("Temperature", min_value=0.0, max_value=5.0, step=0.1, format="%.2f",
+                      value=float(conf["temperature"]), key=prefix + "temperature")  # fmt: skip
+    st.button("Save arena settings", key=prefix + "save", on_click=_save_arena,
+              args=(user_id, project_id, prefix))  # fmt: skip
+
+
+def _save_arena(user_id: int, project_id: int, prefix: str) -> None:
+    values = {key: st.session_state.get(prefix + key) for key in ARENA_FIELDS}
+
+    def action(s) -> str:
+        project = projects.get_project(s, project_id)
+        arena.configure(s, project, **values)
+        if values["max_prompts"] is None:  # "all": configure() skips None, so clear it here
+            project.settings = {
+                **project.settings, "arena": {**project.settings["arena"], "max_prompts": None}
+            }  # fmt: skip
+        return f"Saved the arena settings of {project.name}."
+
+    act(user_id, (Role.admin,), action)
 
 
 def _save(user_id: int, project_id: int, prefix: str) -> None:

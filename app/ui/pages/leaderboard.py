@@ -1,0 +1,134 @@
+"""Leaderboard (every role): Bradley–Terry ratings of an arena's contestants with confidence
+intervals, a win-rate heatmap, votes over time and a per-category view.
+
+The maths is labeling/leaderboard.py; labeling.arena.leaderboard_view turns the arena's votes
+into battles and fits them. Model names come from the checkpoint registry and are shown as
+data (table cells, chart labels), never as Markdown or HTML.
+"""
+
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from app.ui import auth
+from app.ui.db import transaction
+from labeling import arena
+from labeling import labeler_views as lv
+from labeling.errors import RLHFError
+from labeling.models import ProjectKind
+
+ALL = "All categories"
+
+
+def _settings() -> dict:
+    with st.expander("Settings", icon=":material/tune:"):
+        cols = st.columns(4)
+        ci = cols[0].selectbox("Intervals", ["bootstrap", "sandwich"], key="lb-ci")
+        rounds = cols[1].number_input(
+            "Bootstrap rounds", 10, 1000, 100, step=50, key="lb-rounds",
+            disabled=ci != "bootstrap",
+        )  # fmt: skip
+        ties = cols[2].selectbox(
+            "Ties", ["half", "davidson"], key="lb-ties",
+            format_func={"half": "half a win", "davidson": "Davidson model"}.get,
+        )  # fmt: skip
+        min_votes = cols[3].number_input("Min. votes to rank", 1, 10_000, 1, key="lb-min")
+        style = st.toggle(
+            "Control for length and style", key="lb-style",
+            help="Fits answer length, headers, lists and bold text as extra factors, so a "
+            "model is not rated up just for writing longer or fancier answers.",
+        )  # fmt: skip
+    return dict(
+        ci=ci, bootstrap=int(rounds) if ci == "bootstrap" else 0, ties=ties,
+        min_votes=int(min_votes), style=style,
+    )  # fmt: skip
+
+
+def render() -> None:
+    auth.require()  # any signed-in role
+    st.title("Leaderboard")
+    with transaction() as s:
+        projects = lv.labeler_projects(s, (ProjectKind.arena,))
+    if not projects:
+        st.info("There are no arena projects yet.")
+        return
+    names = {p.id: p.name for p in projects}
+    project_id = st.selectbox("Arena", list(names), format_func=names.__getitem__, key="lb-arena")
+    fit_kwargs = _settings()
+    category = st.session_state.get("lb-category", ALL)
+    try:
+        with transaction() as s:
+            view = arena.leaderboard_view(
+                s, project_id, category=None if category == ALL else category, **fit_kwargs
+            )
+    except RLHFError as exc:
+        st.error(str(exc))
+        return
+    if view.categories:
+        st.selectbox("Category", [ALL, *view.categories], key="lb-category")
+    board = view.board
+    for message in board.messages:
+        st.info(message)
+    if not board.rows:
+        return
+
+    table = pd.DataFrame(
+        [
+            {
+                "Rank": r.rank,
+                "Model": r.model,
+                "Rating": None if r.rating is None else round(r.rating, 1),
+                "95% CI": None if r.ci_low is None else f"{r.ci_low:.1f} – {r.ci_high:.1f}",
+                "Votes": r.votes,
+                "Wins": r.wins,
+                "Losses": r.losses,
+                "Ties": r.ties,
+                "Note": r.note or "",
+            }  # fmt: skip
+            for r in board.rows
+        ]
+    )
+    st.dataframe(table, hide_index=True, use_container_width=True)
+
+    ranked = [r for r in board.rows if r.ranked and r.rating is not None]
+    if ranked:
+        st.subheader("Ratings with confidence intervals")
+        bars = pd.DataFrame(
+            [
+                {"model": r.model, "rating": r.rating, "low": r.ci_low, "high": r.ci_high}
+                for r in ranked
+            ]  # fmt: skip
+        )
+        order = list(bars["model"])
+        base = alt.Chart(bars).encode(y=alt.Y("model:N", sort=order, title=None))
+        chart = base.mark_rule().encode(
+            x=alt.X("low:Q", scale=alt.Scale(zero=False), title="rating"), x2="high:Q"
+        ) + base.mark_point(filled=True, size=60).encode(
+            x="rating:Q", tooltip=["model", "rating", "low", "high"]
+        )
+        st.altair_chart(chart, use_container_width=True)
+
+    if len(board.models) >= 2:
+        st.subheader("Win rate (row model against column model)")
+        counts = {m: i for i, m in enumerate(board.models)}
+        cells = [
+            {"row": row["model"], "column": other, "win rate": rate,
+             "battles": int(board.battle_counts[counts[row["model"]], counts[other]])}
+            for row in board.win_rate_table()
+            for other, rate in row.items()
+            if other != "model" and rate is not None
+        ]  # fmt: skip
+        if cells:
+            heat = alt.Chart(pd.DataFrame(cells)).mark_rect().encode(
+                x=alt.X("column:N", sort=board.models, title=None),
+                y=alt.Y("row:N", sort=board.models, title=None),
+                color=alt.Color("win rate:Q", scale=alt.Scale(domain=[0, 1], scheme="redblue")),
+                tooltip=["row", "column", "win rate", "battles"],
+            )  # fmt: skip
+            st.altair_chart(heat, use_container_width=True)
+
+    if view.votes_per_day:
+        st.subheader("Votes over time")
+        st.bar_chart(pd.DataFrame(view.votes_per_day).set_index("day"))

@@ -1,0 +1,130 @@
+"""The whole loop on tiny models: train -> the new checkpoint answers the arena's prompts on
+its own -> blind arena tasks -> labelers' votes -> the leaderboard ranks it; and the reward
+model judges the same pairs.
+
+Uses the tiny Llama policy / BERT reward model and the seeded project of
+test_train_sft_reward.py / test_train_dpo_rl.py (SQLite; HF offline).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+import test_train_dpo_rl as dpo_rl  # noqa: E402
+from sqlalchemy import func, select  # noqa: E402
+
+from labeling import labeler_views as lv  # noqa: E402
+from labeling import users  # noqa: E402
+from labeling.models import Project, Response, Task  # noqa: E402
+
+db_url, Session, snaps, tiny_models, checkpoints = (
+    dpo_rl.db_url,
+    dpo_rl.Session,
+    dpo_rl.snaps,
+    dpo_rl.tiny_models,
+    dpo_rl.checkpoints,
+)
+
+
+def test_train_generate_vote_rank(cli, admin, snaps, checkpoints, Session):  # noqa: N803
+    eng = "eng"
+    base = checkpoints["base"]
+    assert cli("projects", "create", "loop-arena", "--kind", "arena", user=admin).code == 0
+    with Session.begin() as s:
+        source = s.scalar(select(Project.name).where(Project.kind == "pairwise"))
+    r = cli("arena", "add-prompts", "--project", "loop-arena", "--from", source, "--split",
+            "all", "--json", user=eng)  # fmt: skip
+    assert r.code == 0, r.err
+    assert r.json()["copied"] == 7
+    cfg = cli("arena", "config", "--project", "loop-arena", "--max-new-tokens", "6",
+              "--temperature", "0", user=eng)  # fmt: skip
+    assert cfg.code == 0, cfg.err
+
+    # The base model enters by hand: it answers; there is nobody to pair it with yet.
+    entered = cli("arena", "enter", "--project", "loop-arena", "--checkpoint", str(base),
+                  "--json", user=eng)  # fmt: skip
+    assert entered.code == 0, entered.err
+    assert entered.json()["answers"] == 7 and entered.json()["tasks_created"] == 0
+
+    # A DPO run (a large step, so its greedy answers differ from the base's) succeeds and its
+    # checkpoint enters the arena without any further command.
+    trained = cli(
+        "train", "dpo", "--snapshot", str(snaps["preference"]), "--base", f"checkpoint:{base}",
+        "--json", "--max_steps", "2", "--per_device_train_batch_size", "2",
+        "--use_peft", "false", "--precompute_ref_log_probs", "false",
+        "--learning_rate", "0.5", user=eng,
+    )  # fmt: skip
+    assert trained.code == 0, trained.err
+    result = trained.json()
+    assert set(result) == {"run_id", "checkpoint_id", "metrics"}  # the arena reports on stderr
+    new = result["checkpoint_id"]
+    assert f"arena 'loop-arena': checkpoint {new} entered with 7 new answers" in trained.err
+    with Session.begin() as s:
+        arena_id = s.scalar(select(Project.id).where(Project.name == "loop-arena"))
+        entry = {"tasks_created": s.scalar(
+            select(func.count()).select_from(Task).where(Task.project_id == arena_id))}  # fmt: skip
+    assert entry["tasks_created"] >= 1
+    with Session.begin() as s:
+        answers = s.scalars(select(Response).where(Response.checkpoint_id == new)).all()
+        assert len(answers) == 7
+        assert all(a.sampling_params["max_new_tokens"] == 6 for a in answers)
+        labelers = [users.add_user(s, name=f"voter{i}", role="labeler", password=None).id
+                    for i in range(3)]  # fmt: skip
+
+    # Labelers prefer the new checkpoint's answer, whichever side it is shown on.
+    votes = 0
+    with Session.begin() as s:
+        for user_id in labelers:
+            while (view := lv.next_task(s, user_id=user_id, project_id=arena_id)) is not None:
+                task = s.get(Task, view.task_id)
+                new_id = task.response_a_id if task.response_a.checkpoint_id == new else (
+                    task.response_b_id)  # fmt: skip
+                choice = "a" if view.left.response_id == new_id else "b"
+                lv.submit_compare(s, assignment_id=view.assignment_id, user_id=user_id,
+                                  screen_choice=choice)  # fmt: skip
+                votes += 1
+    assert votes == entry["tasks_created"]  # overlap 1: one vote per task
+
+    board = cli("leaderboard", "--project", "loop-arena", "--bootstrap", "20", "--json",
+                user="voter0")  # fmt: skip
+    assert board.code == 0, board.err
+    rows = board.json()
+    with Session.begin() as s:
+        from labeling.models import Checkpoint
+
+        new_name = s.get(Checkpoint, new).name
+    assert rows[0]["model"] == new_name and rows[0]["rank"] == 1
+    assert rows[0]["votes"] == votes
+
+    # The reward model as judge: agreement is a share of the decided votes.
+    judged = cli("arena", "judge", "--project", "loop-arena", "--reward",
+                 str(checkpoints["reward"]), "--json", user=eng)  # fmt: skip
+    assert judged.code == 0, judged.err
+    out = judged.json()
+    assert out["n"] == votes and 0.0 <= out["agreement"] <= 1.0
+    assert out["judged_tasks"] == entry["tasks_created"]
+
+
+def test_checkpoints_add_registers_a_baseline(cli, snaps, tiny_models, Session):  # noqa: N803
+    from labeling.models import Checkpoint
+    from training.models import load_policy
+
+    r = cli("checkpoints", "add", "--model", str(tiny_models["policy"]), "--name", "baseline",
+            "--json", user="eng")  # fmt: skip
+    assert r.code == 0, r.err
+    out = r.json()
+    with Session.begin() as s:
+        ck = s.get(Checkpoint, out["checkpoint_id"])
+        assert ck.name == "baseline" and ck.run_id is None and ck.kind == "policy"
+        assert ck.config["source"] == str(tiny_models["policy"])
+        model, _ = load_policy(f"checkpoint:{ck.id}", session=s)  # complete, safetensors
+        assert model.num_parameters() > 0
+    again = cli("checkpoints", "add", "--model", str(tiny_models["policy"]), "--name", "baseline",
+                user="eng")  # fmt: skip
+    assert again.code == 1 and "already exists" in again.err
+    twice = cli("checkpoints", "add", "--model", f"checkpoint:{out['checkpoint_id']}", user="eng")
+    assert twice.code == 1 and "already checkpoint" in twice.err
+    assert cli("checkpoints", "add", "--model", "default", user="lab").code == 1  # a labeler
