@@ -518,6 +518,41 @@ def check_result(recorder, model, launch: Launch | None = None) -> None:
         )
 
 
+def register_and_finish(
+    launch: Launch,
+    sessionmaker,
+    run_id: int,
+    *,
+    kind: str,
+    directory: Path,
+    resolved,
+    config: dict[str, Any],
+    metrics: Any,
+    recorder,
+    run_dir: Path,
+    evaluation: dict[str, Any] | None = None,
+) -> tuple[int, dict[str, Any]]:
+    """Rank 0 registers the checkpoint with its lineage (parent = the base it started from),
+    marks the run succeeded with `metrics()` and drops the trainer's resume checkpoints; every
+    rank gets (checkpoint_id, metrics)."""
+    from labeling import training_records
+
+    def register():
+        values = metrics()
+        with sessionmaker.begin() as s:
+            checkpoint = training_records.register_checkpoint(
+                s, kind=kind, directory=directory, run_id=run_id,
+                base_model=resolved.base_model, parent_id=resolved.checkpoint_id,
+                config=config, evaluation=evaluation,
+            )  # fmt: skip
+            training_records.finish_run(s, run_id, metrics=values, log_tail=recorder.log_tail)
+            checkpoint_id = checkpoint.id
+        discard_trainer_checkpoints(run_dir)
+        return checkpoint_id, values
+
+    return launch.share(register)
+
+
 def record_failure(
     sessionmaker, run_id: int, exc: BaseException, recorder=None, launch: Launch | None = None
 ) -> BaseException:

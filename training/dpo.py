@@ -135,8 +135,8 @@ def run(
             name = training_records.checkpoint_name("dpo", run_id, snapshot_sha)
             directory = common.write_checkpoint(launch, name, save)
 
-        def register():  # rank 0
-            metrics = {
+        def final_metrics():  # on rank 0, from its recorder
+            return {
                 "train_loss": output.training_loss,
                 "steps": output.global_step,
                 "train_rows": rows["train"],
@@ -147,22 +147,19 @@ def run(
                     if k.startswith(("train_", "rewards/", "logps/"))
                 },
             }
-            with sessionmaker.begin() as s:
-                checkpoint = training_records.register_checkpoint(
-                    s,
-                    kind="policy",
-                    directory=directory,
-                    run_id=run_id,
-                    base_model=resolved.base_model,
-                    parent_id=resolved.checkpoint_id,
-                    config=record,
-                )
-                training_records.finish_run(s, run_id, metrics=metrics, log_tail=recorder.log_tail)
-                checkpoint_id = checkpoint.id
-            common.discard_trainer_checkpoints(run_dir)
-            return checkpoint_id, metrics
 
-        checkpoint_id, metrics = launch.share(register)
+        checkpoint_id, metrics = common.register_and_finish(
+            launch,
+            sessionmaker,
+            run_id,
+            kind="policy",
+            directory=directory,
+            resolved=resolved,
+            config=record,
+            metrics=final_metrics,
+            recorder=recorder,
+            run_dir=run_dir,
+        )
     except BaseException as exc:
         error = common.record_failure(sessionmaker, run_id, exc, recorder, launch)
         if error is exc:

@@ -42,7 +42,6 @@ import json
 import sys
 from typing import Any
 
-from labeling import training_records
 from labeling.errors import InvalidInput, RLHFError
 from labeling.snapshots import get_snapshot, read_split, snapshot_files
 from training import common
@@ -242,8 +241,8 @@ def run(
             name = f"rl-{algo}-run{run_id}" + (f"-{snapshot_sha[:8]}" if snapshot_sha else "")
             directory = common.write_checkpoint(launch, name, save)
 
-        def register():  # rank 0
-            metrics = {
+        def final_metrics():  # on rank 0, from its recorder
+            return {
                 "algo": algo,
                 "train_loss": output.training_loss,
                 "steps": output.global_step,
@@ -256,22 +255,19 @@ def run(
                     if k.startswith(("train_", "reward", "kl", "completions/mean_length"))
                 },
             }
-            with sessionmaker.begin() as s:
-                checkpoint = training_records.register_checkpoint(
-                    s,
-                    kind="policy",
-                    directory=directory,
-                    run_id=run_id,
-                    base_model=resolved.base_model,
-                    parent_id=resolved.checkpoint_id,
-                    config={**record, "algo": algo, "reward": str(reward)},
-                )
-                training_records.finish_run(s, run_id, metrics=metrics, log_tail=recorder.log_tail)
-                checkpoint_id = checkpoint.id
-            common.discard_trainer_checkpoints(run_dir)
-            return checkpoint_id, metrics
 
-        checkpoint_id, metrics = launch.share(register)
+        checkpoint_id, metrics = common.register_and_finish(
+            launch,
+            sessionmaker,
+            run_id,
+            kind="policy",
+            directory=directory,
+            resolved=resolved,
+            config={**record, "algo": algo, "reward": str(reward)},
+            metrics=final_metrics,
+            recorder=recorder,
+            run_dir=run_dir,
+        )
     except BaseException as exc:
         error = common.record_failure(sessionmaker, run_id, exc, recorder, launch)
         if error is exc:
