@@ -220,7 +220,7 @@ def _entries(session: Session, project: Project) -> dict[int, dict[int | str, En
     ).all()  # fmt: skip
     out: dict[int, dict[int | str, Entry]] = defaultdict(dict)
     for rid, prompt_id, author_kind, checkpoint_id, user_id, text_hash in rows:
-        key: int | str = checkpoint_id if author_kind == AuthorKind.checkpoint else HUMAN
+        key = _contestant(author_kind, checkpoint_id)
         out[prompt_id].setdefault(key, Entry(key, rid, user_id, text_hash))
     return out
 
@@ -241,6 +241,11 @@ def contestant_names(session: Session, keys: set[int | str] | None = None) -> di
     }
     names[HUMAN] = HUMAN
     return names
+
+
+def _contestant(author_kind: AuthorKind, checkpoint_id: int | None) -> int | str:
+    """A response's contestant: its checkpoint id, or HUMAN for a labeler's answer."""
+    return checkpoint_id if author_kind == AuthorKind.checkpoint else HUMAN
 
 
 def _pair(a: int | str, b: int | str) -> tuple[int | str, int | str]:
@@ -345,7 +350,7 @@ def current_leader(
     session: Session, project: Project, *, exclude: set[int | str] = frozenset()
 ) -> int | str | None:
     """The top-rated contestant on the project's leaderboard (None before any votes)."""
-    data = battles(session, project)
+    data = battles(session, project, with_style=False)
     if len(data.battles) == 0:
         return None
     board = lb.fit(data.battles, bootstrap=0, ci="sandwich")
@@ -382,13 +387,10 @@ def battles(session: Session, project: Project, *, with_style: bool = True) -> A
         .order_by(Preference.id)
     ).all()  # fmt: skip
 
-    def key(kind, checkpoint_id):
-        return checkpoint_id if kind == AuthorKind.checkpoint else HUMAN
-
-    keys = {key(r[3], r[4]) for r in rows} | {key(r[6], r[7]) for r in rows}
+    keys = {_contestant(r[3], r[4]) for r in rows} | {_contestant(r[6], r[7]) for r in rows}
     names = contestant_names(session, keys)
-    model_a = [names[key(r[3], r[4])] for r in rows]
-    model_b = [names[key(r[6], r[7])] for r in rows]
+    model_a = [names[_contestant(r[3], r[4])] for r in rows]
+    model_b = [names[_contestant(r[6], r[7])] for r in rows]
     style_a = style_b = None
     if with_style:
         style_a = [[lb.style_features(r[5])[f] for f in lb.STYLE_FEATURES] for r in rows]
@@ -423,9 +425,6 @@ def rebalance(session: Session, project: Project) -> dict[str, int]:
     if not tasks:
         return {"open_tasks": 0}
 
-    def key(kind, checkpoint_id):
-        return checkpoint_id if kind == AuthorKind.checkpoint else HUMAN
-
     open_ids = set(
         session.scalars(
             select(Task.id).where(
@@ -438,7 +437,7 @@ def rebalance(session: Session, project: Project) -> dict[str, int]:
     votes: dict[tuple, int] = defaultdict(int)
     by_pair: dict[tuple, list[int]] = defaultdict(list)
     for tid, labels, ak, ac, bk, bc in tasks:
-        pair = _pair(key(ak, ac), key(bk, bc))
+        pair = _pair(_contestant(ak, ac), _contestant(bk, bc))
         votes[pair] += labels
         if tid in open_ids:
             by_pair[pair].append(tid)
@@ -543,9 +542,6 @@ def judge_rows(session: Session, project: Project) -> list[dict[str, Any]]:
     ):
         votes[task_id].append(Choice(choice).value)
 
-    def key(kind, checkpoint_id):
-        return checkpoint_id if kind == AuthorKind.checkpoint else HUMAN
-
     names = contestant_names(session)
     return [
         {
@@ -553,8 +549,8 @@ def judge_rows(session: Session, project: Project) -> list[dict[str, Any]]:
             "messages": list(messages),
             "text_a": ta,
             "text_b": tb,
-            "model_a": names.get(key(ak, ac), str(ac)),
-            "model_b": names.get(key(bk, bc), str(bc)),
+            "model_a": names.get(_contestant(ak, ac), str(ac)),
+            "model_b": names.get(_contestant(bk, bc), str(bc)),
             "votes": votes.get(tid, []),
         }  # fmt: skip
         for tid, messages, ta, tb, ak, ac, bk, bc in tasks
@@ -602,10 +598,4 @@ def only_category(data: lb.Battles, category: str) -> lb.Battles:
         raise InvalidInput(
             f"no votes in category {category!r} (there are: {', '.join(known) or 'none'})"
         )
-    return lb.make_battles(
-        data.model_a[keep], data.model_b[keep], data.winner[keep],
-        category=data.category[keep],
-        style_a=None if data.style_a is None else data.style_a[keep],
-        style_b=None if data.style_b is None else data.style_b[keep],
-        timestamp=None if data.timestamp is None else data.timestamp[keep],
-    )  # fmt: skip
+    return data.select(keep)
