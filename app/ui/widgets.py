@@ -75,7 +75,7 @@ def current_task(user_id: int, project_id: int) -> lv.TaskView | None:
                 assignment_id=st.session_state.get(state.ASSIGNMENT_ID),
             )
     except RLHFError as exc:
-        st.error(str(exc))
+        st.error(render.inert_markdown(str(exc)))
         st.stop()
     if view is None:
         st.session_state[state.ASSIGNMENT_ID] = None
@@ -97,7 +97,9 @@ def show_flash() -> None:
     item = st.session_state.pop(state.FLASH, None)
     if item:
         kind, message = item
-        (st.warning if kind == "warning" else st.error if kind == "error" else st.success)(message)
+        # messages quote names and text people typed: shown inertly, like all such text
+        show = st.warning if kind == "warning" else st.error if kind == "error" else st.success
+        show(render.inert_markdown(message))
 
 
 def act(user_id: int, project_id: int, call: Callable, **kwargs) -> lv.Outcome | None:

@@ -11,7 +11,7 @@ from app.ui import auth, state
 from app.ui.db import transaction
 from app.ui.pages.admin_projects import show_flash
 from app.ui.pages.engineer_snapshots import create_snapshot_form
-from app.ui.render import inert_markdown
+from app.ui.render import inline
 from labeling import projects, stats
 from labeling.models import ProjectKind, Role
 
@@ -106,7 +106,7 @@ def render() -> None:
 
     st.subheader("Create a snapshot")
     st.caption(
-        f"Freeze the labels of **{inert_markdown(name)}** into Parquet for training (same labels, same "
+        f"Freeze the labels of **{inline(name)}** into Parquet for training (same labels, same "
         "snapshot: creating it again returns the existing one)."
     )
     create_snapshot_form(user.id, project_id, key="dashboard-snapshot")

@@ -14,7 +14,7 @@ import streamlit as st
 from app.ui import auth, state
 from app.ui.db import transaction
 from app.ui.pages.admin_projects import act, show_flash
-from app.ui.render import inert_markdown
+from app.ui.render import inert_markdown, inline
 from labeling import projects, snapshots
 from labeling.errors import RLHFError
 from labeling.models import Origin, ProjectKind, Role, SnapshotKind
@@ -147,13 +147,13 @@ def details(listed: list[dict]) -> None:
         with transaction() as s:
             files = snapshots.snapshot_files(snapshots.get_snapshot(s, snapshot_id))
     except (RLHFError, ValueError) as exc:
-        st.error(str(exc))
+        st.error(inert_markdown(str(exc)))
         return
     cols = st.columns(3)
     for col, (split, path) in zip(cols, files.items(), strict=True):
         stem = f"snapshot-{snapshot_id}-{info['kind']}-{split}"
         if not path.is_file():
-            col.caption(f"{path.name}: missing on disk")
+            col.caption(f"{inline(path.name)}: missing on disk")
             continue
         json_file = split == "manifest"
         col.download_button(

@@ -14,6 +14,7 @@ import streamlit as st
 
 from app.ui import auth
 from app.ui.db import transaction
+from app.ui.render import inert_markdown
 from labeling import arena
 from labeling import labeler_views as lv
 from labeling.errors import RLHFError
@@ -64,13 +65,13 @@ def render() -> None:
                 s, project_id, category=None if category == ALL else category, **fit_kwargs
             )
     except RLHFError as exc:
-        st.error(str(exc))
+        st.error(inert_markdown(str(exc)))
         return
     if view.categories:
         st.selectbox("Category", [ALL, *view.categories], key="lb-category")
     board = view.board
     for message in board.messages:
-        st.info(message)
+        st.info(inert_markdown(message))
     if not board.rows:
         return
 

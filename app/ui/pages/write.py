@@ -55,7 +55,7 @@ def _autosave(user_id: int, assignment_id: int, text: str) -> None:
         with transaction() as s:
             kept = lv.save_write_draft(s, assignment_id=assignment_id, user_id=user_id, text=text)
     except RLHFError as exc:
-        st.error(f"Could not save your draft: {exc}")
+        st.error(show.inert_markdown(f"Could not save your draft: {exc}"))
         return
     st.session_state[state.SAVED_TEXT] = text
     if not kept:
@@ -100,7 +100,7 @@ def render() -> None:
     if view.model_answers:
         with st.expander("Start from a model answer", icon=":material/smart_toy:"):
             for i, answer in enumerate(view.model_answers, 1):
-                st.caption(f"Model answer {i} ({answer.source})")
+                st.caption(f"Model answer {i} ({show.inline(answer.source)})")
                 with st.container(height=MODEL_ANSWER_HEIGHT, border=True):
                     show.untrusted(answer.text)
                 st.button(
