@@ -14,7 +14,7 @@ from labeling.models import Project, User
 from labeling.tasks import add_compare_task, add_prompt, add_response, add_write_task
 
 ACCOUNTS = [
-    ("admin", "admin", "demo-admin"),
+    ("admin", "admin", "demo-admin-pw"),
     ("engineer", "engineer", "demo-engineer"),
     ("labeler", "labeler", "demo-labeler"),
     ("labeler2", "labeler", "demo-labeler2"),

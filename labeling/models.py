@@ -196,6 +196,22 @@ class WebSession(Base):
     __table_args__ = (Index("ix_web_sessions_user", "user_id"),)
 
 
+class LoginThrottle(Base):
+    """Failed logins per account name ("user:NAME") or client address ("ip:ADDR").
+
+    Kept in the database, not in memory, so the backoff holds across server restarts and
+    across several server processes. A key is recorded whether or not the account exists.
+    """
+
+    __tablename__ = "login_throttles"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    __table_args__ = (CheckConstraint("failures >= 0", name="failures_min"),)
+
+
 class Project(Base):
     __tablename__ = "projects"
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -1,4 +1,7 @@
-"""Accounts and roles. Passwords are hashed with argon2id."""
+"""Accounts and roles. Passwords are hashed with argon2id and follow labeling.passwords.
+
+Deactivating an account or changing its password ends all of its browser sessions
+(web_sessions.end_all): reactivation does not bring old cookies back."""
 
 from __future__ import annotations
 
@@ -9,12 +12,13 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from labeling import passwords, web_sessions
 from labeling.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from labeling.models import Role, User
 
 _hasher = PasswordHasher()
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,63}$")  # e-mails fit, for SSO
-MIN_PASSWORD = 8
+MIN_PASSWORD = passwords.MIN_LENGTH
 
 
 def _role(role: str | Role) -> Role:
@@ -32,8 +36,8 @@ def add_user(session: Session, *, name: str, role: str | Role, password: str | N
             f"invalid user name {name!r}: 1-64 letters, digits, '_', '.', '@', '+' or '-'"
         )
     role = _role(role)
-    if password is not None and len(password) < MIN_PASSWORD:
-        raise InvalidInput(f"password too short: at least {MIN_PASSWORD} characters")
+    if password is not None:
+        passwords.check(password, name=name)
     if session.scalar(select(User.id).where(User.name == name)) is not None:
         raise Conflict(f"user {name!r} already exists")
     user = User(name=name, role=role, password_hash=_hasher.hash(password) if password else None)
@@ -73,7 +77,36 @@ def set_role(session: Session, name: str, role: str | Role) -> User:
 def set_active(session: Session, name: str, active: bool) -> User:
     user = get_user(session, name)
     user.active = active
+    if not active:
+        web_sessions.end_all(session, user_id=user.id)
     return user
+
+
+def set_password(
+    session: Session, name: str, password: str, *, current_password: str | None = None
+) -> User:
+    """A new password for `name`; every browser session of the account ends.
+
+    With `current_password` (a user changing their own) that must be right first; an admin
+    resetting someone else's passes None. The caller decides which applies.
+    """
+    user = get_user(session, name)
+    if current_password is not None and not _verifies(user.password_hash, current_password):
+        raise PermissionDenied("the current password is wrong")
+    passwords.check(password, name=user.name)
+    user.password_hash = _hasher.hash(password)
+    web_sessions.end_all(session, user_id=user.id)
+    session.flush()
+    return user
+
+
+def _verifies(password_hash: str | None, password: str) -> bool:
+    if not password_hash:
+        return False
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
 
 
 def list_users(session: Session) -> list[User]:

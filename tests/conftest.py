@@ -159,7 +159,7 @@ def cli(db_url, monkeypatch):
 def admin(cli) -> str:
     """An admin account named 'admin'; returns its name for cli(..., user=admin)."""
     result = cli(
-        "users", "add", "admin", "--role", "admin", "--password-stdin", stdin="admin-pass\n"
+        "users", "add", "admin", "--role", "admin", "--password-stdin", stdin="admin-password\n"
     )
     assert result.code == 0, result.err
     return "admin"

@@ -160,3 +160,55 @@ def test_labeler_cannot_create_projects_or_read_status(cli, admin, db_url):
     assert cli("tasks", "status", "--project", "p", user="lab").code == 1
     with make_sessionmaker(make_engine(db_url))() as s:
         assert s.scalar(select(Project.guidelines).where(Project.name == "p")) == ""
+
+
+def test_set_password_admin_for_anyone_user_for_themselves(cli, admin, db_url):
+    from labeling import web_sessions
+
+    add = ["users", "add", "lab", "--role", "labeler", "--password-stdin"]
+    assert cli(*add, stdin="first-password\n", user=admin).code == 0
+    assert cli(*add[:2], "eng", *add[3:], stdin="engineer-pass\n", user=admin).code == 0
+    Session = make_sessionmaker(make_engine(db_url))
+    with Session.begin() as s:
+        token = web_sessions.start(s, user_id=users.get_user(s, "lab").id)
+
+    # an admin resets anyone's password: the browser sessions end
+    reset = cli("users", "set-password", "lab", "--password-stdin", stdin="second-password\n",
+                user=admin)  # fmt: skip
+    assert reset.code == 0, reset.err
+    assert "browser sessions have ended" in reset.out
+    with Session() as s:
+        assert web_sessions.resolve(s, token) is None
+        assert users.authenticate(s, "lab", "second-password") is not None
+
+    # a user changes their own, giving the current one first
+    own = ["users", "set-password", "lab", "--password-stdin"]
+    wrong = cli(*own, stdin="not-the-current\nthird-password\n", user="lab")
+    assert wrong.code == 1 and "current password is wrong" in wrong.err
+    weak = cli(*own, stdin="second-password\n12345678\n", user="lab")
+    assert weak.code == 1 and "most common" in weak.err
+    only_one = cli(*own, stdin="second-password\n", user="lab")
+    assert only_one.code == 1 and "no password on stdin" in only_one.err
+    assert cli(*own, stdin="second-password\nthird-password\n", user="lab").code == 0
+    # but not someone else's
+    other = cli("users", "set-password", "eng", "--password-stdin", stdin="x\nfourth-password\n",
+                user="lab")  # fmt: skip
+    assert other.code == 1 and "only an admin" in other.err
+    ghost = cli("users", "set-password", "ghost", "--password-stdin", stdin="fifth-password\n",
+                user=admin)  # fmt: skip
+    assert ghost.code == 1 and "no user named" in ghost.err
+    nobody = cli("users", "set-password", "lab", "--password-stdin", stdin="fifth-password\n")
+    assert nobody.code == 1 and "RLHF_USER" in nobody.err
+    with Session() as s:
+        assert users.authenticate(s, "lab", "third-password") is not None
+        assert users.authenticate(s, "eng", "engineer-pass") is not None  # untouched
+
+
+def test_weak_passwords_are_refused_at_add(cli, admin):
+    add = ["users", "add", "bobby-tables", "--role", "labeler", "--password-stdin"]
+    for password, message in [("12345678", "most common"), ("weakling", "too short"),
+                              ("Bobby-Tables", "user name"), ("qwerty123456", "most common")]:  # fmt: skip
+        result = cli(*add, stdin=password + "\n", user=admin)
+        assert result.code == 1 and message in result.err, (password, result.err)
+    assert len(cli("users", "list", "--json", user=admin).json()) == 1  # nothing was added
+    assert cli(*add, stdin="password-ish\n", user=admin).code == 0

@@ -19,8 +19,8 @@ from labeling.models import (
 def seed(Session):
     """An sft and a preference snapshot, a policy and a reward checkpoint, an engineer."""
     with Session.begin() as s:
-        eng = users.add_user(s, name="eng", role="engineer", password="password1").id
-        lab = users.add_user(s, name="lab", role="labeler", password="password1").id
+        eng = users.add_user(s, name="eng", role="engineer", password="long-password").id
+        lab = users.add_user(s, name="lab", role="labeler", password="long-password").id
         projects.create_project(s, name="sft", kind="sft")
         projects.create_project(s, name="pairs", kind="pairwise")
         importer.import_rows(

@@ -24,8 +24,8 @@ def seed(Session):
             b = add_response(s, prompt, f"answer B {i}")
             gold = "a" if i >= 4 else None
             task_ids.append(add_compare_task(s, p, prompt, a, b, gold_choice=gold).id)
-        ann = users.add_user(s, name="ann", role="labeler", password="password1").id
-        bob = users.add_user(s, name="bob", role="labeler", password="password1").id
+        ann = users.add_user(s, name="ann", role="labeler", password="long-password").id
+        bob = users.add_user(s, name="bob", role="labeler", password="long-password").id
         pid = p.id
     today = utcnow()
     plan = {

@@ -9,8 +9,9 @@ import streamlit as st
 from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
+from app.ui import state
 from app.ui.render import inert_markdown
-from labeling import demo, projects
+from labeling import demo, projects, web_sessions
 from labeling.db import make_engine, make_sessionmaker
 from labeling.models import (
     Assignment,
@@ -51,8 +52,16 @@ def page(name: str, uid: int | None) -> AppTest:
         f"from app.ui.pages import {name}\n{name}.render()\n", default_timeout=30
     )
     if uid is not None:
-        at.session_state["user_id"] = uid
+        at.session_state[state.TOKEN] = login_token(uid)
     return at.run()
+
+
+def login_token(uid: int) -> str:
+    """What a login leaves in the session: a token the pages look up on every run."""
+    from app.ui.db import transaction
+
+    with transaction() as s:
+        return web_sessions.start(s, user_id=uid)
 
 
 def markdown(at: AppTest) -> list[str]:

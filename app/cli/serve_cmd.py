@@ -11,6 +11,9 @@ from app.cli.common import acting_user, transaction
 from labeling.models import Role
 
 MAIN = Path(__file__).resolve().parents[1] / "ui" / "main.py"
+# Streamlit's server for MAIN plus our security headers and HttpOnly cookie route; `streamlit
+# run` serves the st.App it finds there with the same flags as a plain script.
+LAUNCHER = MAIN.with_name("rlhf_app.py")
 
 
 def register(sub) -> None:
@@ -23,7 +26,7 @@ def register(sub) -> None:
 
 def streamlit_command(host: str, port: int, max_upload_mb: int = 50) -> list[str]:
     return [
-        sys.executable, "-m", "streamlit", "run", str(MAIN),
+        sys.executable, "-m", "streamlit", "run", str(LAUNCHER),
         "--server.address", host,
         "--server.port", str(port),
         "--server.headless", "true",

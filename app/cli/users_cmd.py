@@ -1,4 +1,6 @@
-"""`rlhf users add|list|set-role|deactivate|activate` (admin only; the first admin bootstraps)."""
+"""`rlhf users add|list|set-role|set-password|deactivate|activate` (admin only; the first
+admin bootstraps). set-password is also open to any user for their own account, given the
+current password: with --password-stdin, stdin then holds two lines, current and new."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ import sys
 
 from app.cli.common import acting_user, print_json, print_table, transaction
 from labeling import users
-from labeling.errors import InvalidInput
+from labeling.errors import InvalidInput, PermissionDenied
 from labeling.models import Role
 
 
@@ -27,6 +29,18 @@ def register(sub) -> None:
     sr.add_argument("name")
     sr.add_argument("role", choices=[r.value for r in Role])
     sr.set_defaults(func=set_role)
+    sp = usub.add_parser(
+        "set-password",
+        help="a new password (an admin for anyone; a user for themselves, with the current one); "
+        "ends every browser session of the account",
+    )
+    sp.add_argument("name")
+    sp.add_argument(
+        "--password-stdin", action="store_true",
+        help="read the new password from stdin (a user changing their own: the current "
+        "password on the first line, the new one on the second)",
+    )  # fmt: skip
+    sp.set_defaults(func=set_password)
     de = usub.add_parser("deactivate", help="block an account (takes effect at its next action)")
     de.add_argument("name")
     de.set_defaults(func=lambda a: _set_active(a, False))
@@ -35,12 +49,15 @@ def register(sub) -> None:
     ac.set_defaults(func=lambda a: _set_active(a, True))
 
 
-def _read_password(args) -> str:
+def _read_password(args, prompt: str = "password: ", *, twice: bool = True) -> str:
     if args.password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
+        line = sys.stdin.readline()
+        if not line:
+            raise InvalidInput("no password on stdin")
+        password = line.rstrip("\r\n")
     elif sys.stdin.isatty():
-        password = getpass.getpass("password: ")
-        if getpass.getpass("again: ") != password:
+        password = getpass.getpass(prompt)
+        if twice and getpass.getpass("again: ") != password:
             raise InvalidInput("the passwords differ")
     else:
         raise InvalidInput("no terminal to ask for a password: use --password-stdin")
@@ -96,4 +113,22 @@ def _set_active(args, active: bool) -> int:
         acting_user(s, args, Role.admin)
         user = users.set_active(s, args.name, active)
         print(f"{user.name} {'activated' if active else 'deactivated'}")
+    return 0
+
+
+def set_password(args) -> int:
+    with transaction() as s:
+        acting = acting_user(s, args)
+        if acting.role == Role.admin:
+            current = None  # an admin resets anyone's password, their own included
+        elif acting.name == args.name:
+            current = _read_password(args, "current password: ", twice=False)
+        else:
+            raise PermissionDenied(
+                f"{acting.name} is a {acting.role.value}: only an admin sets another "
+                "account's password"
+            )
+        new = _read_password(args, "new password: ")
+        user = users.set_password(s, args.name, new, current_password=current)
+        print(f"{user.name} has a new password; their browser sessions have ended")
     return 0

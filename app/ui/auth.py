@@ -1,10 +1,13 @@
 """Who is using this browser session, checked against the database on every run.
 
-Only the user's id (and their login token) live in st.session_state; the role and the
-active flag are read from the database each time, so a role change or a deactivation
-applies at the next action. A login also sets a cookie holding a random token (its hash is
-in the database, labeling.web_sessions), so a page reload keeps the user logged in; logging
-out deletes the token server-side.
+The session holds a login token (st.session_state); every rerun looks it up in the
+database (labeling.web_sessions.lookup, one indexed query), so logging out in another tab,
+expiry, deactivation, a password change and a role change all apply at the next click,
+in every tab and for every copy of the cookie. Single sign-on (st.login) gets a token too.
+
+The browser keeps the token in an HttpOnly cookie (app/ui/web_security.py sets it from a
+token the page posts once), so a page reload stays logged in but page scripts cannot
+read the token.
 """
 
 from __future__ import annotations
@@ -15,19 +18,24 @@ import streamlit as st
 
 from app.ui import state
 from app.ui.db import transaction
-from labeling import users, web_sessions
-from labeling.errors import PermissionDenied
+from app.ui.web_security import COOKIE, SESSION_PATH
+from labeling import login_throttle, users, web_sessions
+from labeling.errors import InvalidInput, PermissionDenied
 from labeling.models import Role
 
-COOKIE = "rlhf_session"
-_COOKIE_JS = """
-export default function(component) {
-  const { data } = component;
-  if (!data || !data.name) return;
-  const secure = window.location.protocol === "https:" ? "; Secure" : "";
-  document.cookie = data.name + "=" + encodeURIComponent(data.value) +
-    "; Path=/; Max-Age=" + data.max_age + "; SameSite=Strict" + secure;
-}
+SESSION_ENDED = "Your session has ended (logged out, expired or changed): please log in again."
+
+# Hands the token to the server, which sets it as an HttpOnly cookie (or clears it).
+_COOKIE_JS = f"""
+export default function(component) {{
+  const {{ data }} = component;
+  if (!data || typeof data.token !== "string") return;
+  fetch("{SESSION_PATH}", {{
+    method: "POST", credentials: "same-origin",
+    headers: {{ "Content-Type": "application/json" }},
+    body: JSON.stringify({{ token: data.token }}),
+  }});
+}}
 """
 _cookie_component = st.components.v2.component("rlhf_session_cookie", js=_COOKIE_JS)
 
@@ -40,18 +48,45 @@ class CurrentUser:
 
 
 def current_user() -> CurrentUser | None:
-    user_id = st.session_state.get(state.USER_ID)
-    if user_id is None:
-        user_id = _from_cookie() or _from_oidc()
-        if user_id is None:
+    ss = st.session_state
+    token = ss.get(state.TOKEN)
+    if token is not None:
+        found = _lookup(token)
+        if found is None:  # ended while this tab was open: nothing of it may linger
+            _forget(ended=True)
             return None
+    elif ss.get(state.LOGGED_OUT):
+        return None
+    else:  # a new browser session: the cookie, else single sign-on
+        token = _cookie_token()
+        found = _lookup(token) if token else None
+        if found is None:
+            if token:
+                ss[state.COOKIE_PENDING] = ""  # a dead cookie: drop it
+            token = _oidc_token()
+            found = _lookup(token) if token else None
+        if found is None:
+            ss.pop(state.USER_ID, None)
+            return None
+        ss[state.TOKEN] = token
+    ss[state.USER_ID] = found.id
+    return CurrentUser(found.id, found.name, found.role)
+
+
+def _lookup(token: str) -> web_sessions.SessionUser | None:
     with transaction() as s:
-        try:
-            user = users.require_role(s, int(user_id))
-        except PermissionDenied:
-            st.session_state.pop(state.USER_ID, None)  # deactivated or deleted meanwhile
-            return None
-        return CurrentUser(user.id, user.name, user.role)
+        # a plain read: on SQLite it need not queue behind writers for the write lock
+        s.connection(execution_options={"sqlite_deferred": True})
+        return web_sessions.lookup(s, token)
+
+
+def _forget(*, ended: bool) -> None:
+    """Clear everything this browser session knew; the cookie goes too."""
+    st.session_state.clear()
+    st.session_state[state.LOGGED_OUT] = True  # the old cookie or SSO must not log back in
+    st.session_state[state.COOKIE_PENDING] = ""
+    if ended:
+        st.session_state[state.SESSION_ENDED] = True
 
 
 def oidc_configured() -> bool:
@@ -69,67 +104,93 @@ def oidc_identity() -> str | None:
     return st.user.get("email")
 
 
-def _from_oidc() -> int | None:
-    """Single sign-on maps to the local account named by the e-mail; roles stay local."""
+def _oidc_token() -> str | None:
+    """Single sign-on maps to the local account named by the e-mail; roles stay local. It
+    gets a token like a password login, so that logout and revocation apply to it too."""
     email = oidc_identity()
-    if not email or st.session_state.get(state.LOGGED_OUT):
+    if not email:
         return None
     with transaction() as s:
         try:
             user_id = users.require_role(s, email).id
         except PermissionDenied:
             return None
-    st.session_state[state.USER_ID] = user_id
-    return user_id
+        token = web_sessions.start(s, user_id=user_id)
+    st.session_state[state.COOKIE_PENDING] = token
+    return token
 
 
-def _from_cookie() -> int | None:
-    token = st.context.cookies.get(COOKIE) if st.context.cookies else None
-    if not token or st.session_state.get(state.LOGGED_OUT):
+def _cookie_token() -> str | None:
+    return st.context.cookies.get(COOKIE) if st.context.cookies else None
+
+
+def client_address() -> str | None:
+    """The client's address as the server saw it (None on localhost; behind a proxy, the
+    proxy's: see the README's security model)."""
+    try:
+        address = st.context.ip_address
+    except Exception:  # no client context (bare script runs)
         return None
-    with transaction() as s:
-        user_id = web_sessions.resolve(s, token)
-    if user_id is not None:
-        st.session_state[state.USER_ID] = user_id
-        st.session_state[state.TOKEN] = token
-    return user_id
+    return address if isinstance(address, str) else None
 
 
 def log_in(name: str, password: str) -> CurrentUser | None:
+    """None for a wrong name or password; login_throttle.TooManyAttempts while locked."""
     with transaction() as s:
-        user = users.authenticate(s, name.strip(), password)
+        user = login_throttle.log_in(
+            s, name=name.strip(), password=password, address=client_address()
+        )
         if user is None:
-            return None
+            return None  # the failure is recorded (this transaction commits)
         current = CurrentUser(user.id, user.name, user.role)
         token = web_sessions.start(s, user_id=user.id)
+    _start(current, token)
+    return current
+
+
+def _start(current: CurrentUser, token: str) -> None:
     st.session_state.clear()  # nothing from before the login survives it
     st.session_state[state.USER_ID] = current.id
     st.session_state[state.TOKEN] = token
-    return current
+    st.session_state[state.COOKIE_PENDING] = token
+
+
+def change_password(current: CurrentUser, old: str, new: str, again: str) -> None:
+    """The caller's own password. Ends every session of the account, then starts a fresh
+    one for this tab. Raises RLHFError subclasses with the sentence to show."""
+    if new != again:
+        raise InvalidInput("the two new passwords differ")
+    address = client_address()
+    with transaction() as s:
+        # a stolen session must not become a password-guessing oracle: same throttle as login
+        wait = login_throttle.wait_seconds(s, name=current.name, address=address)
+        if wait:
+            raise login_throttle.TooManyAttempts(wait)
+    try:
+        with transaction() as s:
+            users.set_password(s, current.name, new, current_password=old)
+            token = web_sessions.start(s, user_id=current.id)
+    except PermissionDenied:
+        with transaction() as s:
+            login_throttle.record_failure(s, name=current.name, address=address)
+        raise
+    _start(current, token)
 
 
 def log_out() -> None:
     with transaction() as s:
         web_sessions.end(s, st.session_state.get(state.TOKEN))
-    st.session_state.clear()
-    st.session_state[state.LOGGED_OUT] = True
+    _forget(ended=False)
+    if oidc_identity():
+        st.logout()  # also end the single sign-on identity, or a reload would log back in
 
 
 def sync_cookie() -> None:
-    """Keep the browser's cookie in step with this session: set after login, cleared after
-    logout. Rendered once per run by main.py."""
-    token = st.session_state.get(state.TOKEN)
-    if token:
-        data = {
-            "name": COOKIE,
-            "value": token,
-            "max_age": int(web_sessions.DEFAULT_TTL.total_seconds()),
-        }
-    elif st.session_state.get(state.LOGGED_OUT):
-        data = {"name": COOKIE, "value": "", "max_age": 0}
-    else:
-        return
-    _cookie_component(data=data, key="session-cookie")
+    """Hand a new token to the server once (it sets the HttpOnly cookie), or clear the
+    cookie after logout. Rendered once per run by main.py; the token is not kept in the page."""
+    pending = st.session_state.pop(state.COOKIE_PENDING, None)
+    if pending is not None:
+        _cookie_component(data={"token": pending}, key="session-cookie")
 
 
 def require(*roles: Role) -> CurrentUser:

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app.ui import auth
+from app.ui import auth, render
 from app.ui.pages import login
+from labeling.errors import RLHFError
 from labeling.models import Role
 
 # An emoji favicon is drawn locally; a :material/...: one is fetched from a font host.
@@ -27,7 +28,7 @@ def labeler_pages() -> list:
 
 
 def everyone_pages() -> list:
-    from app.ui.pages import leaderboard
+    from app.ui.pages import account, leaderboard
 
     return [
         st.Page(
@@ -35,7 +36,8 @@ def everyone_pages() -> list:
             title="Leaderboard",
             icon=":material/leaderboard:",
             url_path="leaderboard",
-        )
+        ),
+        st.Page(account.render, title="Account", icon=":material/person:", url_path="account"),
     ]
 
 
@@ -100,10 +102,14 @@ else:
         sections["Engineer"] = engineer_pages()
     if user.role == Role.admin:
         sections["Admin"] = admin_pages()
-    page = st.navigation(sections)
+    # an admin has 13 pages: past 12 Streamlit would fold the last ones behind "View more"
+    page = st.navigation(sections, expanded=True)
     with st.sidebar:
-        st.caption(f"Signed in as **{user.name}** ({user.role.value})")
+        st.caption(f"Signed in as **{render.inline(user.name)}** ({user.role.value})")
         if st.button("Log out", icon=":material/logout:"):
             auth.log_out()
             st.rerun()
-page.run()
+try:
+    page.run()
+except RLHFError as exc:  # e.g. app.ui.db's Unavailable (disk full): a sentence, no traceback
+    st.error(render.inert_markdown(str(exc)))

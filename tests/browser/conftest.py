@@ -47,7 +47,7 @@ STARTUP_TIMEOUT_S = 60
 DEFAULT_TIMEOUT_MS = 15_000
 
 # The demo accounts (labeling.demo.ACCOUNTS).
-ADMIN = ("admin", "demo-admin")
+ADMIN = ("admin", "demo-admin-pw")
 LABELER = ("labeler", "demo-labeler")
 LABELER2 = ("labeler2", "demo-labeler2")
 

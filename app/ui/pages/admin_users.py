@@ -1,4 +1,5 @@
-"""Admin · Users: the accounts, adding one, changing a role, deactivating and reactivating.
+"""Admin · Users: the accounts, adding one, changing a role, resetting a password,
+deactivating and reactivating. A reset or a deactivation logs the user out everywhere.
 
 An admin cannot deactivate or demote their own account here (another admin can): that keeps
 at least the caller able to undo a mistake.
@@ -12,6 +13,7 @@ import streamlit as st
 from app.ui import auth
 from app.ui.db import transaction
 from app.ui.pages.admin_projects import act, show_flash
+from app.ui.render import inline
 from labeling import users
 from labeling.errors import InvalidInput, PermissionDenied
 from labeling.models import Role
@@ -49,7 +51,8 @@ def render() -> None:
         middle.selectbox("Role", ROLES, index=ROLES.index("labeler"), key=NEW + "role")
         right.text_input(
             "Password", type="password", key=NEW + "password",
-            help=f"at least {users.MIN_PASSWORD} characters (may stay empty for single sign-on)",
+            help=f"at least {users.MIN_PASSWORD} characters, not a common password "
+            "(may stay empty for single sign-on)",
             autocomplete="new-password",
         )  # fmt: skip
         st.button("Add user", type="primary", key=NEW + "add", on_click=_add, args=(me.id,))
@@ -63,7 +66,7 @@ def render() -> None:
         )
         row = by_id[user_id]
         st.caption(
-            f"**{row['name']}** is a {row['role']}, "
+            f"**{inline(row['name'])}** is a {row['role']}, "
             + ("active." if row["active"] else "**deactivated**.")
         )
         left, right = st.columns(2)
@@ -87,6 +90,16 @@ def render() -> None:
                     "Activate", key=f"user-{user_id}-activate", icon=":material/check_circle:",
                     on_click=_set_active, args=(me.id, row["name"], True),
                 )  # fmt: skip
+        if user_id != me.id:  # one's own goes through Account, which asks for the current one
+            st.text_input(
+                "New password", type="password", key=f"user-{user_id}-password",
+                autocomplete="new-password",
+                help=f"at least {users.MIN_PASSWORD} characters; logs the user out everywhere",
+            )  # fmt: skip
+            st.button(
+                "Reset password", key=f"user-{user_id}-reset", icon=":material/key:",
+                on_click=_reset_password, args=(me.id, row["name"], f"user-{user_id}-password"),
+            )  # fmt: skip
 
 
 def _add(me: int) -> None:
@@ -130,3 +143,16 @@ def _set_active(me: int, name: str, active: bool) -> None:
         return f"{name} is deactivated: their next action logs them out."
 
     act(me, (Role.admin,), action)
+
+
+def _reset_password(me: int, name: str, password_key: str) -> None:
+    password = st.session_state.get(password_key) or ""
+
+    def action(s) -> str:
+        if users.get_user(s, name).id == me:
+            raise PermissionDenied("change your own password on the Account page")
+        users.set_password(s, name, password)
+        return f"{name} has a new password and was logged out everywhere."
+
+    if act(me, (Role.admin,), action):
+        st.session_state.pop(password_key, None)
