@@ -4,11 +4,20 @@ Two halves, both free of database code:
 
 1. Readers: JSONL (also a .json file holding one array), CSV, Parquet and a directory saved
    with `datasets.Dataset.save_to_disk`. Each yields `(number, row)` where `row` is a dict or a
-   `RowProblem` (malformed JSON, bytes that are not UTF-8). Numbers are 1-based file lines for
-   JSONL and CSV, row numbers for Parquet and datasets (`unit` says which).
+   `RowProblem` (malformed JSON, bytes that are not UTF-8, a cell over a cap). Numbers are
+   1-based file lines for JSONL and CSV, row numbers for Parquet and datasets (`unit` says
+   which). Every reader streams, batch by batch, under `Limits` (rows, characters a cell,
+   bytes a row, decompressed bytes in all): a Parquet file's declared sizes are checked
+   before anything is decoded and its real decoded size is counted before any row is kept,
+   so a small file that expands to gigabytes is refused while memory stays flat.
 2. Row parsers, one per format, that check a row and return a `Row`: the prompt as a list of
    {"role", "content"} plus the texts that come with it (a demonstration, a chosen/rejected
-   pair, k candidates). A bad row raises `RowProblem` with a message for a person.
+   pair, k candidates) and, for a pair, the choice. A bad row raises `RowProblem` with a
+   message for a person.
+
+Import never changes what a row means: TRL dataset types that no project kind can hold
+(unpaired/KTO, stepwise supervision, language modeling, tool calling, images) are refused
+with the reason (`REFUSED`), never read as a format they only resemble.
 
 Limits: a message or answer holds at most MAX_TEXT_CHARS characters and a conversation at
 most MAX_MESSAGES messages; longer input is a row error, never a crash.
@@ -17,9 +26,11 @@ most MAX_MESSAGES messages; longer input is a row error, never a crash.
 from __future__ import annotations
 
 import csv
-import io
 import json
+import math
+import os
 import re
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,8 +43,18 @@ MAX_MESSAGES = 500
 MAX_SOURCE_CHARS = 200
 MAX_CATEGORY_CHARS = 100
 MAX_TAGS = 50
+MB = 1024 * 1024
 
-FORMATS = ("prompts", "messages", "prompt-completion", "preference", "hh-rlhf", "candidates")
+FORMATS = (
+    "prompts",
+    "messages",
+    "prompt-completion",
+    "preference",
+    "hh-rlhf",
+    "candidates",
+    "comparison",
+    "alpacafarm",
+)
 ROLES = ("system", "user", "assistant")
 
 # What each format turns a row into.
@@ -44,7 +65,48 @@ ROW_KIND = {
     "preference": "pair",
     "hh-rlhf": "pair",
     "candidates": "candidates",
+    "comparison": "pair",
+    "alpacafarm": "pair",
 }
+
+# TRL dataset types (and kin) that no project kind holds: refused, with what to do instead.
+REFUSED = {
+    "unpaired-preference": (
+        "unpaired preference (KTO) rows (prompt, completion, label) cannot be imported: no "
+        "project kind holds a lone completion with a good/bad label, and taking them as "
+        "demonstrations would teach the label=false ones; to use the label=true completions "
+        "as demonstrations, keep only those rows and drop the 'label' column"
+    ),
+    "stepwise-supervision": (
+        "stepwise-supervision rows (prompt, completions, labels) cannot be imported: no "
+        "project kind holds per-step labels, and importing the prompts alone would drop every "
+        "completion and label; to take only the prompts, say so with --format prompts"
+    ),
+    "language-modeling": (
+        "language-modeling rows (a 'text' column) cannot be imported: a plain text has no "
+        "prompt to answer or compare; split it into prompt and completion, or import a column "
+        "as prompts with --map prompt=COLUMN"
+    ),
+    "tool-calling": (
+        "tool-calling rows (a 'tools' column, 'tool' messages or tool_calls) cannot be "
+        "imported: labelers see text only and the tool calls would be lost"
+    ),
+    "vision": (
+        "rows with images (an 'images' or 'image' column, or message parts) cannot be "
+        "imported: labelers see text only and would judge answers without the image"
+    ),
+}
+# Columns that carry meaning no format here keeps: a row holding one is refused (except by an
+# explicit --format prompts, which takes the prompt alone on purpose).
+MEANING_COLUMNS = {
+    "label": "unpaired-preference",
+    "labels": "stepwise-supervision",
+    "completions": "stepwise-supervision",
+    "tools": "tool-calling",
+    "images": "vision",
+    "image": "vision",
+}
+CHOICES = ("a", "b", "tie", "both_bad")
 
 
 class RowProblem(Exception):
@@ -53,7 +115,10 @@ class RowProblem(Exception):
 
 @dataclass(slots=True)
 class Row:
-    """One parsed row. `texts`: [demonstration] | [chosen, rejected] | candidates | []."""
+    """One parsed row. `texts`: [demonstration] | [chosen, rejected] | [a, b] | candidates | [].
+
+    `choice` is the imported label of a pair ("a" for chosen/rejected, whose A is the chosen
+    answer) or None for a pair without one (an unlabeled comparison task)."""
 
     number: int
     kind: str
@@ -62,6 +127,107 @@ class Row:
     source: str | None = None
     category: str | None = None
     tags: list[str] | None = None
+    choice: str | None = None
+
+
+# --------------------------------------------------------------------------- limits
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Caps on what one import reads. The defaults let real files through (an HH-RLHF or
+    AlpacaFarm split is a fraction of them); a file over one is refused with the cap's name
+    and the `rlhf import` flag that raises it. The total is the decompressed size, and it
+    bounds memory too: the importer holds a file's rows to check all of them before writing
+    any (so a bigger file is split, or the cap raised on a machine with the memory)."""
+
+    max_rows: int = 1_000_000
+    max_cell_chars: int = 1_000_000
+    max_row_bytes: int = 8 * MB
+    max_total_bytes: int = 256 * MB
+
+    def __post_init__(self) -> None:
+        for name, flag, low, high in (
+            ("max_rows", "--max-rows", 1, 10**9),
+            ("max_cell_chars", "--max-cell-chars", 1, 10**9),
+            ("max_row_bytes", "--max-row-mb", MB, 1024 * MB),
+            ("max_total_bytes", "--max-total-mb", MB, 1024 * 1024 * MB),
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                scale = MB if name.endswith("bytes") else 1
+                raise InvalidInput(
+                    f"{flag} must be a whole number from {low // scale:,} to {high // scale:,}"
+                )
+
+    def rows_error(self) -> InvalidInput:
+        return InvalidInput(
+            f"the file holds more than {self.max_rows:,} rows, the cap (raise it with "
+            "--max-rows, or split the file: importing is idempotent)"
+        )
+
+    def total_error(self, what: str) -> InvalidInput:
+        return InvalidInput(
+            f"{what} more than {self.max_total_bytes // MB:,} MB of data, the cap on an "
+            "import's decompressed size (raise it with --max-total-mb, or split the file)"
+        )
+
+    def cell_problem(self, key: str, size: int) -> RowProblem:
+        return RowProblem(
+            f"column {key!r} holds {size:,} characters, over the cap of "
+            f"{self.max_cell_chars:,} (--max-cell-chars)"
+        )
+
+    def row_problem(self) -> RowProblem:
+        return RowProblem(
+            f"the row is larger than {self.max_row_bytes // MB:,} MB, the cap (--max-row-mb)"
+        )
+
+
+DEFAULT_LIMITS = Limits()
+
+
+def _chars(value: Any) -> int:
+    """Characters of text a cell holds (strings inside lists and objects included)."""
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, list | tuple):
+        return sum(map(_chars, value))
+    if isinstance(value, dict):
+        return sum(len(k) + _chars(v) for k, v in value.items() if isinstance(k, str))
+    return 0
+
+
+def _bounded(
+    rows: Iterator[tuple[int, Any]], limits: Limits
+) -> Iterator[tuple[int, dict[str, Any] | RowProblem]]:
+    """Counts rows against max_rows and checks every cell and row against the caps."""
+    count = 0
+    cell_cap, row_cap = limits.max_cell_chars, limits.max_row_bytes
+    for number, row in rows:
+        count += 1
+        if count > limits.max_rows:
+            raise limits.rows_error()
+        if isinstance(row, dict):
+            total = 0
+            try:
+                for key, value in row.items():
+                    if value.__class__ is str:
+                        size = len(value)
+                    elif value is None or value.__class__ in (int, float, bool):
+                        continue
+                    else:
+                        size = _chars(value)
+                    if size > cell_cap:
+                        row = limits.cell_problem(str(key), size)
+                        break
+                    total += size
+                else:
+                    if total > row_cap:
+                        row = limits.row_problem()
+            except RecursionError:
+                row = RowProblem("the row is nested too deeply")
+        yield number, row
 
 
 # --------------------------------------------------------------------------- file readers
@@ -76,30 +242,40 @@ class Source:
     rows: Iterator[tuple[int, dict[str, Any] | RowProblem]]
 
 
-def open_source(path: str | Path, *, split: str | None = None) -> Source:
+def open_source(
+    path: str | Path, *, split: str | None = None, limits: Limits = DEFAULT_LIMITS
+) -> Source:
     path = Path(path)
-    if not path.exists():
-        raise InvalidInput(f"no such file: {path}")
-    if path.is_dir():
-        return Source("datasets", "row", _read_datasets(path, split))
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise InvalidInput(f"no such file: {path}") from None
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {path}: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(info.st_mode):
+        return Source("datasets", "row", _bounded(_read_datasets(path, split, limits), limits))
+    if not stat.S_ISREG(info.st_mode):
+        # /dev/zero, a pipe, a socket: endless or unsized streams are not import files.
+        raise InvalidInput(f"{path} is not a regular file (a device, pipe or socket)")
     if split is not None:
         raise InvalidInput("--split applies to a saved datasets directory only")
+    with _open(path) as f:
+        head = f.read(4096)
     suffix = path.suffix.lower()
+    if suffix in (".parquet", ".pq") or head[:4] == b"PAR1":
+        return Source("parquet", "row", _bounded(_read_parquet(path, limits), limits))
+    if info.st_size > limits.max_total_bytes:
+        raise limits.total_error(f"{path.name} holds")
     if suffix in (".jsonl", ".ndjson"):
-        return Source("jsonl", "line", _read_jsonl(_read_bytes(path)))
+        return Source("jsonl", "line", _bounded(_read_jsonl(path, limits), limits))
     if suffix == ".csv":
-        return Source("csv", "line", _read_csv(_read_bytes(path)))
-    if suffix in (".parquet", ".pq"):
-        return Source("parquet", "row", _read_parquet(path))
-    data = _read_bytes(path)
-    if data[:4] == b"PAR1":
-        return Source("parquet", "row", _read_parquet(path))
-    head = data.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
-    if head == b"[":
-        return Source("json", "row", _read_json_array(data))
-    if head == b"{":
-        return Source("jsonl", "line", _read_jsonl(data))
-    if not head:
+        return Source("csv", "line", _bounded(_read_csv(path, limits), limits))
+    start = head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
+    if start == b"[":
+        return Source("json", "row", _bounded(_read_json_array(path, limits), limits))
+    if start == b"{":
+        return Source("jsonl", "line", _bounded(_read_jsonl(path, limits), limits))
+    if not start and len(head) < 4096:
         raise InvalidInput(f"{path.name}: no rows (the file is empty)")
     raise InvalidInput(
         f"cannot tell the type of {path.name}: use JSON lines (.jsonl), CSV (.csv), "
@@ -107,94 +283,232 @@ def open_source(path: str | Path, *, split: str | None = None) -> Source:
     )
 
 
-def _read_bytes(path: Path) -> bytes:
+def _open(path: Path):
     try:
-        return path.read_bytes()
+        return path.open("rb")
     except OSError as exc:
         raise InvalidInput(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
-def _read_jsonl(data: bytes) -> Iterator[tuple[int, dict[str, Any] | RowProblem]]:
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
+READ_CHUNK = MB
+
+
+def _read_jsonl(path: Path, limits: Limits) -> Iterator[tuple[int, dict[str, Any] | RowProblem]]:
     loads = json.loads
-    for number, raw in enumerate(data.split(b"\n"), 1):
-        if not raw or raw.isspace():
-            continue
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            yield number, RowProblem(f"not UTF-8 text (byte {exc.start + 1} of the line)")
-            continue
-        try:
-            value = loads(text)
-        except json.JSONDecodeError as exc:
-            yield number, RowProblem(f"malformed JSON: {exc.msg} (column {exc.colno})")
-            continue
-        except RecursionError:
-            yield number, RowProblem("malformed JSON: nested too deeply")
-            continue
-        if not isinstance(value, dict):
-            yield number, RowProblem(f"expected a JSON object, got {_type_name(value)}")
-            continue
-        yield number, value
-
-
-def _read_json_array(data: bytes) -> Iterator[tuple[int, dict[str, Any] | RowProblem]]:
-    try:
-        values = json.loads(data.decode("utf-8-sig"))
-    except UnicodeDecodeError:
-        raise InvalidInput("the JSON file is not UTF-8 text") from None
-    except (json.JSONDecodeError, RecursionError) as exc:
-        raise InvalidInput(f"malformed JSON file: {exc}") from None
-    if not isinstance(values, list):
-        raise InvalidInput("a .json file must hold one array of objects (or use JSON lines)")
-    for number, value in enumerate(values, 1):
-        if isinstance(value, dict):
+    cap = limits.max_row_bytes
+    total = 0
+    with _open(path) as f:
+        for number in range(1, 2**62):
+            raw = f.readline(cap + 1)
+            if not raw:
+                return
+            total += len(raw)
+            if len(raw) > cap and not raw.endswith(b"\n"):
+                # A line over the cap (or a file with no newline at all): skip to its end
+                # chunk by chunk, never holding more than one chunk of it.
+                while (more := f.readline(READ_CHUNK)) and not more.endswith(b"\n"):
+                    total += len(more)
+                    if total > limits.max_total_bytes:
+                        raise limits.total_error(f"{path.name} holds")
+                total += len(more)
+                yield number, limits.row_problem()
+                continue
+            if total > limits.max_total_bytes:  # the file grew while we read it
+                raise limits.total_error(f"{path.name} holds")
+            if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]
+            if not raw or raw.isspace():
+                continue
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                yield number, RowProblem(f"not UTF-8 text (byte {exc.start + 1} of the line)")
+                continue
+            try:
+                value = loads(text)
+            except json.JSONDecodeError as exc:
+                yield number, RowProblem(f"malformed JSON: {exc.msg} (column {exc.colno})")
+                continue
+            except RecursionError:
+                yield number, RowProblem("malformed JSON: nested too deeply")
+                continue
+            if not isinstance(value, dict):
+                yield number, RowProblem(f"expected a JSON object, got {_type_name(value)}")
+                continue
             yield number, value
-        else:
-            yield number, RowProblem(f"expected a JSON object, got {_type_name(value)}")
+
+
+def _read_json_array(
+    path: Path, limits: Limits
+) -> Iterator[tuple[int, dict[str, Any] | RowProblem]]:
+    """One JSON array of objects, decoded one element at a time from a sliding buffer."""
+    decoder = json.JSONDecoder()
+    ws = re.compile(r"[ \t\r\n]*")
+    with path.open("r", encoding="utf-8-sig", newline="") as f:
+        read = 0
+
+        def more() -> str:
+            nonlocal read
+            try:
+                chunk = f.read(READ_CHUNK)
+            except UnicodeDecodeError:
+                raise InvalidInput("the JSON file is not UTF-8 text") from None
+            read += len(chunk)
+            if read > limits.max_total_bytes:  # the file grew while we read it
+                raise limits.total_error(f"{path.name} holds")
+            return chunk
+
+        buf, pos, eof = more(), 0, False
+        pos = ws.match(buf, pos).end()
+        if buf[pos : pos + 1] != "[":
+            raise InvalidInput("a .json file must hold one array of objects (or use JSON lines)")
+        pos += 1
+        number, expect_value = 0, True
+        while True:
+            pos = ws.match(buf, pos).end()
+            if pos >= len(buf) - 64 and not eof:  # keep some look-ahead in the buffer
+                chunk = more()
+                eof = not chunk
+                buf, pos = buf[pos:] + chunk, 0
+                continue
+            head = buf[pos : pos + 1]
+            if head == "]" and (number == 0 or not expect_value):
+                return
+            if head == "," and not expect_value:
+                pos, expect_value = pos + 1, True
+                continue
+            if not head:
+                raise InvalidInput("malformed JSON file: the array is never closed")
+            if not expect_value:
+                raise InvalidInput(
+                    f"malformed JSON file: expected ',' or ']' after element {number}"
+                )
+            try:
+                value, end = decoder.raw_decode(buf, pos)
+            except json.JSONDecodeError as exc:
+                # Cut off by the buffer's end (or a string still open) means read on.
+                truncated = exc.pos >= len(buf) - 8 or exc.msg.startswith("Unterminated string")
+                if eof or not truncated:
+                    raise InvalidInput(
+                        f"malformed JSON file: {exc.msg} in element {number + 1}"
+                    ) from None
+                if len(buf) - pos > limits.max_row_bytes:
+                    raise InvalidInput(
+                        f"element {number + 1} of the JSON array is larger than "
+                        f"{limits.max_row_bytes // MB:,} MB, the cap (--max-row-mb)"
+                    ) from None
+                chunk = more()  # the element continues past the buffer
+                eof = not chunk
+                buf, pos = buf[pos:] + chunk, 0
+                continue
+            except RecursionError:
+                raise InvalidInput("malformed JSON file: nested too deeply") from None
+            number += 1
+            pos, expect_value = end, False
+            if isinstance(value, dict):
+                yield number, value
+            else:
+                yield number, RowProblem(f"expected a JSON object, got {_type_name(value)}")
 
 
 # CSV cells are text; these columns may carry JSON (a list of messages, of answers, of tags).
 _JSON_LIST_COLUMNS = ("messages", "responses", "tags")
 _MAYBE_CONVERSATION_COLUMNS = ("prompt", "completion", "chosen", "rejected")
 
+# What the csv module's strict-mode errors mean for a person.
+_CSV_ERRORS = (
+    ("unexpected end of data", 'a quoted cell that starts here never closes (a missing ")'),
+    ("expected after", 'text follows a closing quote (write a quote inside a cell as "")'),
+    ("field larger than field limit", None),  # filled in with the cap below
+    ("line contains nul", "the line contains a NUL byte"),
+    ("new-line character seen in unquoted field", "a bare carriage return inside a cell"),
+)
 
-def _read_csv(data: bytes) -> Iterator[tuple[int, dict[str, Any] | RowProblem]]:
-    try:
-        text = data.decode("utf-8-sig")
-        checked = True
-    except UnicodeDecodeError:
-        # Decode what we can; rows holding undecodable bytes are reported by line below.
-        text = data.decode("utf-8", errors="surrogateescape").removeprefix("\ufeff")
-        checked = False
-    if csv.field_size_limit() < 4 * MAX_TEXT_CHARS:
-        csv.field_size_limit(4 * MAX_TEXT_CHARS)  # longer cells are reported by the row check
-    reader = csv.reader(io.StringIO(text, newline=""))
+
+class _LineTooLong(Exception):
+    pass
+
+
+class _Lines:
+    """The file's lines for csv.reader, each read with a bound, so that a file with no
+    newline (or a record that never ends) costs at most the row cap in memory."""
+
+    def __init__(self, f, limits: Limits):
+        self.f, self.limits = f, limits
+        self.record_chars = 0  # characters since the current record began
+        self.total = 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> str:
+        line = self.f.readline(self.limits.max_row_bytes + 1)
+        if not line:
+            raise StopIteration
+        self.total += len(line)
+        self.record_chars += len(line)
+        if self.record_chars > self.limits.max_row_bytes:
+            raise _LineTooLong
+        if self.total > self.limits.max_total_bytes:
+            raise self.limits.total_error("the file holds")
+        return line
+
+
+def _read_csv(path: Path, limits: Limits) -> Iterator[tuple[int, dict[str, Any] | RowProblem]]:
+    # Undecodable bytes become surrogates; rows holding them are reported by line below.
+    f = path.open("r", encoding="utf-8-sig", errors="surrogateescape", newline="")
+    with f:
+        yield from _csv_rows(f, limits)
+
+
+def _csv_rows(f, limits: Limits) -> Iterator[tuple[int, dict[str, Any] | RowProblem]]:
+    cell_cap = limits.max_cell_chars
+    if csv.field_size_limit() < cell_cap * 4:
+        csv.field_size_limit(cell_cap * 4)  # longer cells are reported by the cell check
+    lines = _Lines(f, limits)
+    # strict: a quote that never closes, or text after a closing quote, is an error, not a cell
+    reader = csv.reader(lines, strict=True)
     header: list[str] | None = None
     last_line = 0
     while True:
         start = last_line + 1
+        lines.record_chars = 0
         try:
             record = next(reader)
         except StopIteration:
             return
+        except _LineTooLong:
+            raise InvalidInput(
+                f"line {start}: the CSV record is larger than {limits.max_row_bytes // MB:,} MB, "
+                "the cap (--max-row-mb); is a quote left open?"
+            ) from None
         except csv.Error as exc:
-            yield reader.line_num or start, RowProblem(f"malformed CSV: {exc}")
-            return
+            # The reader cannot resync after a structural error: refuse the whole file
+            # rather than import the rows before it and silently drop the rest.
+            message = str(exc)
+            for needle, meaning in _CSV_ERRORS:
+                if needle in message.lower():
+                    message = meaning or (
+                        f"a cell is longer than {cell_cap:,} characters, the cap (--max-cell-chars)"
+                    )
+                    break
+            raise InvalidInput(f"line {start}: malformed CSV: {message}") from None
         last_line = reader.line_num
         if not record or all(not cell.strip() for cell in record):
             continue
         if header is None:
             header = [cell.strip() for cell in record]
-            if not checked and any(_has_surrogates(c) for c in header):
+            if any(_has_surrogates(c) for c in header):
                 raise InvalidInput(f"line {start}: the CSV header is not UTF-8 text")
+            named = [c for c in header if c]
+            twice = sorted({c for c in named if named.count(c) > 1})
+            if twice:
+                raise InvalidInput(f"line {start}: the CSV header names column {twice[0]!r} twice")
             continue
-        if not checked and any(_has_surrogates(c) for c in record):
+        if any(_has_surrogates(c) for c in record):
             yield start, RowProblem("not UTF-8 text")
             continue
-        if len(record) > len(header):
+        if len(record) != len(header):
             yield (
                 start,
                 RowProblem(f"{len(record)} cells but the header names {len(header)} columns"),
@@ -202,7 +516,7 @@ def _read_csv(data: bytes) -> Iterator[tuple[int, dict[str, Any] | RowProblem]]:
             continue
         row: dict[str, Any] = {}  # every column of the header; an empty cell is None
         try:
-            for key, cell in zip(header, record, strict=False):
+            for key, cell in zip(header, record, strict=True):
                 if key:
                     row[key] = _csv_cell(key, cell) if cell != "" else None
         except RowProblem as exc:
@@ -239,18 +553,109 @@ def _has_surrogates(text: str) -> bool:
     return False
 
 
-def _read_parquet(path: Path) -> Iterator[tuple[int, dict[str, Any] | RowProblem]]:
+# Decoded bytes one Parquet batch may take at most, and its most rows.
+PARQUET_BATCH_BYTES = 16 * MB
+PARQUET_BATCH_ROWS = 1024
+
+
+def _read_parquet(path: Path, limits: Limits) -> Iterator[tuple[int, dict[str, Any] | RowProblem]]:
     import pyarrow.parquet as pq
 
     try:
-        table = pq.read_table(path)
+        pf = pq.ParquetFile(path)
+        meta = pf.metadata
+        chunks = [
+            meta.row_group(g).column(c)
+            for g in range(meta.num_row_groups)
+            for c in range(meta.num_columns)
+        ]
     except Exception as exc:  # pyarrow raises several types for a file that is not Parquet
         raise InvalidInput(f"cannot read Parquet file {path.name}: {exc}") from None
-    return _table_rows(table)
+    # Before decoding anything: what the file itself declares. Run-length-encoded levels can
+    # hide millions of empty values in a few bytes, so values count too (8 bytes each).
+    if meta.num_rows > limits.max_rows:
+        raise limits.rows_error()
+    declared = sum(meta.row_group(g).total_byte_size for g in range(meta.num_row_groups))
+    if declared + 8 * sum(c.num_values for c in chunks) > limits.max_total_bytes:
+        raise limits.total_error(f"{path.name} declares")
+    # A dictionary-encoded cell can repeat in every row: one cell is at most its dictionary
+    # page, so that page's size decides how many rows one batch may decode.
+    largest = 1
+    with _open(path) as f:
+        for chunk in chunks:
+            if chunk.has_dictionary_page:
+                size = _dictionary_page_size(f, chunk.dictionary_page_offset)
+                largest = max(largest, size if size is not None else chunk.total_uncompressed_size)
+    batch = max(1, min(PARQUET_BATCH_ROWS, PARQUET_BATCH_BYTES // largest))
+    return _parquet_rows(pf, path, batch, limits)
+
+
+def _dictionary_page_size(f, offset: int | None) -> int | None:
+    """uncompressed_page_size from the Thrift compact PageHeader at `offset`, if it is a
+    dictionary page (fields 1 type, 2 uncompressed size, 3 compressed size: all i32)."""
+    if not offset or offset < 4:
+        return None
+    f.seek(offset)
+    data = f.read(64)
+    pos, field, values = 0, 0, {}
+    while len(values) < 3:
+        if pos >= len(data):
+            return None
+        byte = data[pos]
+        pos += 1
+        if byte & 0x0F != 5 or not byte >> 4:  # an i32 field with a short delta
+            return None
+        field += byte >> 4
+        value, shift = 0, 0
+        while True:
+            if pos >= len(data) or shift > 35:
+                return None
+            b = data[pos]
+            pos += 1
+            value |= (b & 0x7F) << shift
+            shift += 7
+            if not b & 0x80:
+                break
+        values[field] = (value >> 1) ^ -(value & 1)  # zigzag
+    return values.get(2) if values.get(1) == 2 else None  # 2: DICTIONARY_PAGE
+
+
+def _parquet_rows(pf, path: Path, batch: int, limits: Limits):
+    # Dictionary and run-length encodings expand past the declared sizes (a 1 kB file can
+    # hold 4,000 copies of one 100k-character cell): count the real decoded size first,
+    # batch by batch, keeping nothing, and refuse before a single row is held.
+    try:
+        total = 0
+        for record_batch in pf.iter_batches(batch_size=batch):
+            total += record_batch.nbytes
+            if total > limits.max_total_bytes:
+                raise limits.total_error(f"{path.name} expands to")
+        number = 0
+        for record_batch in pf.iter_batches(batch_size=batch):
+            for row in _batch_rows(record_batch, limits):
+                number += 1
+                yield number, row
+    except InvalidInput:
+        raise
+    except Exception as exc:  # a corrupt page, an unsupported type
+        raise InvalidInput(f"cannot read Parquet file {path.name}: {exc}") from None
+
+
+def _batch_rows(record_batch, limits: Limits) -> Iterator[dict[str, Any] | RowProblem]:
+    if record_batch.nbytes <= limits.max_row_bytes:
+        yield from record_batch.to_pylist()
+        return
+    # A batch over the row cap may hold one huge row: size rows before making them Python.
+    for i in range(record_batch.num_rows):
+        one = record_batch.slice(i, 1)
+        if one.nbytes > limits.max_row_bytes:
+            yield limits.row_problem()
+        else:
+            yield one.to_pylist()[0]
 
 
 def _read_datasets(
-    path: Path, split: str | None
+    path: Path, split: str | None, limits: Limits
 ) -> Iterator[tuple[int, dict[str, Any] | RowProblem]]:
     if not any((path / name).exists() for name in ("dataset_dict.json", "state.json")):
         raise InvalidInput(
@@ -273,25 +678,45 @@ def _read_datasets(
         loaded = loaded[name]
     elif split is not None and split != "train":
         raise InvalidInput(f"the saved dataset has no splits, so --split {split} does not apply")
-    return _table_rows(loaded.data.table if hasattr(loaded.data, "table") else loaded.data)
+    table = loaded.data.table if hasattr(loaded.data, "table") else loaded.data
+    # Arrow files are memory-mapped and uncompressed: their sizes are the real sizes.
+    if table.num_rows > limits.max_rows:
+        raise limits.rows_error()
+    if table.nbytes > limits.max_total_bytes:
+        raise limits.total_error(f"the dataset in {path.name} holds")
+    return _table_rows(table, limits)
 
 
-def _table_rows(table) -> Iterator[tuple[int, dict[str, Any] | RowProblem]]:
-    yield from enumerate(table.to_pylist(), 1)
+def _table_rows(table, limits: Limits) -> Iterator[tuple[int, dict[str, Any] | RowProblem]]:
+    number = 0
+    for record_batch in table.to_batches(max_chunksize=PARQUET_BATCH_ROWS):
+        for row in _batch_rows(record_batch, limits):
+            number += 1
+            yield number, row
 
 
 # --------------------------------------------------------------------------- formats
 
 
 def detect_format(row: dict[str, Any]) -> str | None:
-    """The format a row's keys point to, or None."""
-    if "chosen" in row and "rejected" in row:
+    """The format a row's keys point to (possibly one of REFUSED), or None."""
+    refused = refused_kind(row)
+    if refused:
+        return refused
+    if "output_1" in row and "output_2" in row:
+        return "alpacafarm"
+    if "a" in row and "b" in row and ("prompt" in row or "messages" in row):
+        return "comparison"
+    if "chosen" in row or "rejected" in row:
         if "prompt" in row:
             return "preference"
-        return "hh-rlhf" if isinstance(row["chosen"], str) else "preference"
-    if "prompt" in row and "responses" in row:
+        chosen, rejected = row.get("chosen"), row.get("rejected")
+        if any(isinstance(t, str) and _HH_HUMAN in t for t in (chosen, rejected)):
+            return "hh-rlhf"
+        return "preference"  # implicit prompt: standard strings or conversations
+    if "responses" in row:
         return "candidates"
-    if "prompt" in row and "completion" in row:
+    if "completion" in row or "response" in row:
         return "prompt-completion"
     if "messages" in row:
         messages = row["messages"]
@@ -305,6 +730,35 @@ def detect_format(row: dict[str, Any]) -> str | None:
         return "prompts"
     if "prompt" in row:
         return "prompts"
+    if "text" in row:
+        return "language-modeling"
+    return None
+
+
+def refused_kind(row: dict[str, Any]) -> str | None:
+    """Which REFUSED type a row is, judged by the columns and messages that carry meaning."""
+    if row.get("label") is not None and ("completion" in row or "response" in row):
+        return "unpaired-preference"
+    for key in ("labels", "completions", "tools", "images", "image"):
+        if row.get(key) is not None:
+            return MEANING_COLUMNS[key]
+    for key in ("messages", "prompt", "completion", "chosen", "rejected"):
+        value = row.get(key)
+        if isinstance(value, list):
+            for message in value:
+                if not isinstance(message, dict):
+                    continue
+                if message.get("role") == "tool" or any(
+                    message.get(k) is not None
+                    for k in ("tool_calls", "function_call", "tool_call_id")
+                ):
+                    return "tool-calling"
+                content = message.get("content")
+                if isinstance(content, list) and any(
+                    isinstance(part, dict) and part.get("type") not in (None, "text")
+                    for part in content
+                ):
+                    return "vision"
     return None
 
 
@@ -312,10 +766,12 @@ def detect_format(row: dict[str, Any]) -> str | None:
 FORMAT_KEYS = {
     "prompts": ("prompt", "messages"),
     "messages": ("messages",),
-    "prompt-completion": ("completion",),
+    "prompt-completion": ("completion", "response"),
     "preference": ("chosen", "rejected"),
     "hh-rlhf": ("chosen", "rejected"),
     "candidates": ("responses",),
+    "comparison": ("a", "b"),
+    "alpacafarm": ("output_1", "output_2"),
 }
 
 
@@ -329,38 +785,72 @@ def no_format_message(row: dict[str, Any]) -> str:
         f"matches no import format (keys found: {keys}); recognised: prompts (prompt or "
         "messages), messages (messages ending with an assistant turn), prompt-completion "
         "(prompt, completion), preference (prompt, chosen, rejected; or chosen/rejected "
-        "conversations), hh-rlhf (chosen, rejected transcripts), candidates (prompt, responses)"
+        "with an implicit prompt), hh-rlhf (chosen, rejected transcripts), candidates "
+        "(prompt, responses), comparison (prompt, a, b, choice), alpacafarm (instruction, "
+        "output_1, output_2, preference); other columns can be renamed with --map"
     )
 
 
 def parse_row(fmt: str, number: int, row: dict[str, Any], default_source: str | None) -> Row:
     """Check one row against `fmt` and return what it holds; raises RowProblem."""
+    if fmt != "prompts":
+        refused = refused_kind(row)
+        if refused:  # e.g. a KTO row further down a prompt-completion file
+            raise RowProblem(REFUSED[refused])
+    choice: str | None = None
     if fmt == "prompts":
         key = "prompt" if "prompt" in row else "messages"
-        messages, texts = _prompt(row.get(key), key), []
+        messages, texts = _prompt(row, key), []
     elif fmt == "messages":
         conversation = _conversation(row.get("messages"), "messages")
         if conversation[-1]["role"] != "assistant":
             raise RowProblem("'messages' must end with an assistant turn")
-        messages = _as_prompt(conversation[:-1], "messages")
+        messages = _as_prompt(_with_system(conversation[:-1], row), "messages")
         texts = [conversation[-1]["content"]]
     elif fmt == "prompt-completion":
-        messages = _prompt(row.get("prompt"), "prompt")
-        texts = [_answer(row.get("completion"), "completion")]
+        messages = _prompt(row, "prompt")
+        key = "completion" if "completion" in row else "response"
+        texts = [_answer(row.get(key), key)]
     elif fmt == "preference":
-        if "prompt" in row:
-            messages = _prompt(row.get("prompt"), "prompt")
+        if "prompt" in row and _whole_conversations(row):
+            # UltraFeedback-style: a plain prompt plus chosen/rejected conversations that
+            # repeat it; TRL then takes the prompt from the conversations, and so do we.
+            messages, texts = _implicit_pair(row.get("chosen"), row.get("rejected"))
+            messages = _as_prompt(_with_system(messages, row), "chosen")
+            if messages[-1]["content"].strip() != row["prompt"].strip():
+                raise RowProblem(
+                    "'prompt' is not the last user turn of the 'chosen' and 'rejected' "
+                    "conversations"
+                )
+        elif "prompt" in row:
+            messages = _prompt(row, "prompt")
             texts = [_answer(row.get("chosen"), "chosen"), _answer(row.get("rejected"), "rejected")]
+        elif isinstance(row.get("chosen"), str) and isinstance(row.get("rejected"), str):
+            messages, texts = _standard_implicit(row["chosen"], row["rejected"])
         else:
             messages, texts = _implicit_pair(row.get("chosen"), row.get("rejected"))
+            messages = _as_prompt(_with_system(messages, row), "chosen")
+        choice = "a"
     elif fmt == "hh-rlhf":
         messages, texts = _hh_pair(row.get("chosen"), row.get("rejected"))
+        messages = _with_system(messages, row)
+        choice = "a"
     elif fmt == "candidates":
-        messages = _prompt(row.get("prompt"), "prompt")
+        messages = _prompt(row, "prompt")
         texts = _candidates(row.get("responses"))
+    elif fmt == "comparison":
+        messages = _prompt(row, "prompt" if "prompt" in row else "messages")
+        texts = [_answer(row.get("a"), "a"), _answer(row.get("b"), "b")]
+        choice = _choice(row, "choice")
+    elif fmt == "alpacafarm":
+        messages = _prompt({"prompt": row.get("instruction"), "input": row.get("input")}, "prompt")
+        texts = [_answer(row.get("output_1"), "output_1"), _answer(row.get("output_2"), "output_2")]
+        choice = _alpaca_choice(row)
     else:
         raise InvalidInput(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
     if ROW_KIND[fmt] == "pair" and texts[0] == texts[1]:
+        if fmt in ("comparison", "alpacafarm"):
+            raise RowProblem("the two answers are the same text")
         raise RowProblem("chosen and rejected are the same text")
     if _BAD_CHARS.search("".join([m["content"] for m in messages] + texts)):
         for i, m in enumerate(messages, 1):
@@ -369,7 +859,177 @@ def parse_row(fmt: str, number: int, row: dict[str, Any], default_source: str | 
             _check_chars(t, f"answer {i}")
     source = _optional_text(row.get("source"), "source", MAX_SOURCE_CHARS) or default_source
     category = _optional_text(row.get("category"), "category", MAX_CATEGORY_CHARS)
-    return Row(number, ROW_KIND[fmt], messages, texts, source, category, _tags(row.get("tags")))
+    return Row(
+        number, ROW_KIND[fmt], messages, texts, source, category, _tags(row.get("tags")), choice
+    )
+
+
+def _whole_conversations(row: dict[str, Any]) -> bool:
+    """A string prompt with chosen/rejected that are whole conversations (user turn first)."""
+    return isinstance(row.get("prompt"), str) and all(
+        isinstance(row.get(k), list)
+        and len(row[k]) > 1
+        and isinstance(row[k][0], dict)
+        and row[k][0].get("role") in ("system", "user")
+        for k in ("chosen", "rejected")
+    )
+
+
+def _choice(row: dict[str, Any], key: str) -> str | None:
+    if key not in row:
+        return None  # no label column: an unlabeled comparison task
+    value = row[key]
+    if value is None:
+        raise RowProblem(f"'{key}' is empty")
+    text = normalise_value(value).lower()
+    if text not in CHOICES:
+        raise RowProblem(
+            f"'{key}' is {text[:40]!r}: use a, b, tie or both_bad (translate other values "
+            f"with --map-values {key}:VALUE=a,...)"
+        )
+    return text
+
+
+# AlpacaFarm / AlpacaEval: 1 = output_1 better, 2 = output_2 better; AlpacaEval writes 1.5
+# (and older versions 0) for a tie. Weighted annotators give values in between.
+ALPACA_PREFERENCE = {"1": "a", "2": "b", "1.5": "tie", "0": "tie"}
+
+
+def _alpaca_choice(row: dict[str, Any]) -> str | None:
+    if "preference" not in row:
+        return None
+    value = row["preference"]
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        raise RowProblem("'preference' is empty (no annotation)")
+    text = normalise_value(value)
+    if text.lower() in CHOICES:  # already translated by --map-values
+        return text.lower()
+    if text not in ALPACA_PREFERENCE:
+        raise RowProblem(
+            f"'preference' is {text[:40]!r}: AlpacaFarm uses 1 (output_1), 2 (output_2) and "
+            "1.5 or 0 (a tie); round weighted preferences, or translate them with "
+            "--map-values preference:VALUE=a,..."
+        )
+    return ALPACA_PREFERENCE[text]
+
+
+def normalise_value(value: Any) -> str:
+    """A cell as the text a value map matches: 1, 1.0 and "1" are all "1"."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, str):
+        value = value.strip()
+        try:
+            number = float(value)
+        except ValueError:
+            return value
+        return str(int(number)) if number.is_integer() else value
+    return str(value)
+
+
+# --------------------------------------------------------------------------- column mapping
+
+# The fields a --map can fill (what the formats above read).
+CANONICAL = (
+    "prompt",
+    "system",
+    "input",
+    "messages",
+    "completion",
+    "response",
+    "chosen",
+    "rejected",
+    "a",
+    "b",
+    "choice",
+    "responses",
+    "category",
+    "tags",
+    "source",
+)
+
+
+@dataclass(frozen=True)
+class ColumnMap:
+    """Renames a file's columns to our fields and translates values, before detection.
+
+    ColumnMap.parse("prompt=instruction,a=output_1,b=output_2,choice=preference",
+                    "choice:1=a,2=b,0=tie")
+    """
+
+    columns: tuple[tuple[str, str], ...] = ()  # (our field, the file's column)
+    values: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()  # field -> (from, to)
+
+    def __bool__(self) -> bool:
+        return bool(self.columns or self.values)
+
+    @classmethod
+    def parse(cls, columns: str | None = None, values: str | list[str] | None = None):
+        pairs: list[tuple[str, str]] = []
+        for item in _items(columns, ","):
+            field, sep, column = (part.strip() for part in item.partition("="))
+            if not sep or not field or not column:
+                raise InvalidInput(f"--map {item!r}: write FIELD=COLUMN, e.g. prompt=instruction")
+            if field not in CANONICAL:
+                raise InvalidInput(
+                    f"--map {item!r}: {field!r} is not a field; use {', '.join(CANONICAL)}"
+                )
+            if any(f == field for f, _ in pairs):
+                raise InvalidInput(f"--map names the field {field!r} twice")
+            pairs.append((field, column))
+        tables: list[tuple[str, tuple[tuple[str, str], ...]]] = []
+        for group in [
+            g
+            for v in ([values] if isinstance(values, str) else values or [])
+            for g in _items(v, ";")
+        ]:
+            field, sep, rest = (part.strip() for part in group.partition(":"))
+            if not sep or not field or not rest:
+                raise InvalidInput(
+                    f"--map-values {group!r}: write FIELD:FROM=TO,FROM=TO, e.g. choice:1=a,2=b"
+                )
+            table = []
+            for item in _items(rest, ","):
+                old, eq, new = (part.strip() for part in item.partition("="))
+                if not eq or not old or not new:
+                    raise InvalidInput(f"--map-values {field}: {item!r} is not FROM=TO")
+                if field == "choice" and new.lower() not in CHOICES:
+                    raise InvalidInput(
+                        f"--map-values choice: {new!r} is not a choice; use a, b, tie or both_bad"
+                    )
+                table.append((normalise_value(old), new))
+            tables.append((field, tuple(table)))
+        return cls(tuple(pairs), tuple(tables))
+
+    def missing(self, row: dict[str, Any]) -> list[str]:
+        return [column for _, column in self.columns if column not in row]
+
+    def apply(self, row: dict[str, Any]) -> dict[str, Any]:
+        if self.columns:
+            missing = self.missing(row)
+            if missing:
+                raise RowProblem(f"no column {missing[0]!r} (named by --map)")
+            sources = {column for _, column in self.columns}
+            out = {k: v for k, v in row.items() if k not in sources}
+            for field, column in self.columns:
+                out[field] = row[column]
+        else:
+            out = dict(row)
+        for field, table in self.values:
+            value = out.get(field)
+            if value is not None:
+                key = normalise_value(value)
+                for old, new in table:
+                    if key == old:
+                        out[field] = new
+                        break
+        return out
+
+
+def _items(text: str | None, sep: str) -> list[str]:
+    return [part.strip() for part in (text or "").split(sep) if part.strip()]
 
 
 def _type_name(value: Any) -> str:
@@ -448,12 +1108,63 @@ def _as_prompt(messages: list[dict[str, str]], key: str) -> list[dict[str, str]]
     return messages
 
 
-def _prompt(value: Any, key: str) -> list[dict[str, str]]:
+def _prompt(row: dict[str, Any], key: str) -> list[dict[str, str]]:
+    """The prompt in row[key], with the row's `input` (appended) and `system` (first)."""
+    value = row.get(key)
+    extra = row.get("input")
+    if extra is not None and not isinstance(extra, str):
+        raise RowProblem(f"'input' must be a string, got {_type_name(extra)}")
+    extra = extra if extra and extra.strip() else None
     if isinstance(value, str) or value is None:
-        return [{"role": "user", "content": _text(value, f"'{key}'")}]
-    if not isinstance(value, list):
+        if extra is not None and isinstance(value, str):
+            value = value + "\n\n" + extra  # AlpacaFarm's instruction and its input
+        messages = [{"role": "user", "content": _text(value, f"'{key}'")}]
+    elif not isinstance(value, list):
         raise RowProblem(f"'{key}' must be a string or a list of messages, got {_type_name(value)}")
-    return _as_prompt(_conversation(value, key), key)
+    else:
+        if extra is not None:
+            raise RowProblem(f"an 'input' column cannot be added to a conversation in '{key}'")
+        messages = _as_prompt(_conversation(value, key), key)
+    return _as_prompt(_with_system(messages, row), key)
+
+
+def _with_system(messages: list[dict[str, str]], row: dict[str, Any]) -> list[dict[str, str]]:
+    """A `system` column becomes the first message (it used to be dropped without a word)."""
+    system = row.get("system")
+    if system is None:
+        return messages
+    if not isinstance(system, str):
+        raise RowProblem(f"'system' must be a string, got {_type_name(system)}")
+    if not system.strip():
+        return messages
+    if messages and messages[0]["role"] == "system":
+        raise RowProblem("the row has both a 'system' column and a system message")
+    return [{"role": "system", "content": _text(system, "'system'")}, *messages]
+
+
+def _standard_implicit(chosen: str, rejected: str) -> tuple[list[dict[str, str]], list[str]]:
+    """TRL's standard implicit prompt: the text both strings start with, split as TRL's
+    extract_prompt does (a space before the split goes with the answers)."""
+    c, r = _text(chosen, "'chosen'"), _text(rejected, "'rejected'")
+    if c == r:
+        raise RowProblem("chosen and rejected are the same text")
+    idx = len(os.path.commonprefix([c, r]))
+    if idx == min(len(c), len(r)):
+        raise RowProblem(
+            "one of 'chosen' and 'rejected' is the start of the other, so one answer is empty"
+        )
+    if idx > 0 and c[idx - 1] == " ":
+        idx -= 1
+    if not c[:idx].strip():
+        raise RowProblem(
+            "'chosen' and 'rejected' share no opening text, so there is no implicit prompt to "
+            "split off: add a 'prompt' column"
+        )
+    return (
+        [{"role": "user", "content": c[:idx]}],
+        [_text(c[idx:], "'chosen' after the shared prompt"),
+         _text(r[idx:], "'rejected' after the shared prompt")],
+    )  # fmt: skip
 
 
 def _answer(value: Any, key: str) -> str:
@@ -478,6 +1189,7 @@ def _implicit_pair(chosen: Any, rejected: Any) -> tuple[list[dict[str, str]], li
 
 
 _HH_ASSISTANT = "\n\nAssistant:"
+_HH_HUMAN = "\n\nHuman:"
 _HH_TURN = re.compile(r"\n\n(Human|Assistant):")
 
 

@@ -3,14 +3,19 @@
     result = import_file(session, project="hh", path="pairs.jsonl")   # the caller commits
 
 Formats (see labeling.import_formats): prompts, messages, prompt-completion, preference
-(standard, conversational, implicit prompt), hh-rlhf, candidates. What a row becomes depends
-on the project kind:
+(standard, conversational, implicit prompt), hh-rlhf, candidates, comparison (prompt, a, b,
+choice) and alpacafarm (instruction, input, output_1, output_2, preference). A ColumnMap
+(`--map prompt=instruction,...`, `--map-values choice:1=a,...`) renames other files' columns
+to these. TRL types no project kind can hold (KTO, stepwise, plain text, tool calls, images)
+are refused with the reason. What a row becomes depends on the project kind:
 
     sft       prompts -> write task (to answer); messages / prompt-completion -> write task
               with an imported Demonstration (labels_count 1)
     pairwise  preference / hh-rlhf -> compare task (A = chosen) with an imported Preference
-              (choice a); with unlabeled=True only the task, A/B order by a coin from its
-              hash; candidates with exactly 2 responses -> unlabeled compare task
+              (choice a); comparison / alpacafarm -> compare task (A = a / output_1) with the
+              row's choice (a, b, tie, both_bad), unlabeled where the row has none; with
+              unlabeled=True only the task, A/B order by a coin from its hash; candidates
+              with exactly 2 responses -> unlabeled compare task
     ranking   candidates -> rank task with k TaskCandidate rows
     any       prompts -> prompts only (answers come later from checkpoints)
 
@@ -48,8 +53,13 @@ from sqlalchemy.orm import Session
 from labeling.errors import Conflict, InvalidInput
 from labeling.hashing import sha256_text, split_for_hash
 from labeling.import_formats import (
+    DEFAULT_LIMITS,
     FORMATS,
+    MEANING_COLUMNS,
+    REFUSED,
     ROW_KIND,
+    ColumnMap,
+    Limits,
     Row,
     RowProblem,
     detect_format,
@@ -79,7 +89,14 @@ MAX_ERRORS_IN_MESSAGE = 20
 # Which formats each project kind takes.
 ACCEPTS = {
     ProjectKind.sft: ("prompts", "messages", "prompt-completion"),
-    ProjectKind.pairwise: ("prompts", "preference", "hh-rlhf", "candidates"),
+    ProjectKind.pairwise: (
+        "prompts",
+        "preference",
+        "hh-rlhf",
+        "candidates",
+        "comparison",
+        "alpacafarm",
+    ),
     ProjectKind.ranking: ("prompts", "candidates"),
     ProjectKind.arena: ("prompts",),
 }
@@ -163,15 +180,18 @@ def import_file(
     unlabeled: bool = False,
     source: str | None = None,
     split: str | None = None,
+    mapping: ColumnMap | None = None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> ImportResult:
     """Import a JSONL / CSV / Parquet file or a saved `datasets` directory into `project`.
 
     `source` is stored on new prompts and responses for rows without their own `source`
     (default: the file's name). `split` picks a split of a saved DatasetDict (default train).
+    `mapping` renames columns and translates values first; `limits` caps what is read.
     """
     project = _project(session, project)
     _check_format_name(format)
-    opened = open_source(path, split=split)
+    opened = open_source(path, split=split, limits=limits)
     default_source = source if source is not None else Path(path).name[:200]
     with _no_gc():
         return _import(
@@ -183,6 +203,7 @@ def import_file(
             skip_invalid,
             unlabeled,
             default_source,
+            mapping,
         )
 
 
@@ -195,6 +216,7 @@ def import_rows(
     skip_invalid: bool = False,
     unlabeled: bool = False,
     source: str | None = None,
+    mapping: ColumnMap | None = None,
 ) -> ImportResult:
     """Import rows given as dicts (numbered "row 1", "row 2", ... in errors)."""
     project = _project(session, project)
@@ -204,7 +226,9 @@ def import_rows(
         for i, row in enumerate(rows, 1)
     )
     with _no_gc():
-        return _import(session, project, numbered, "row", format, skip_invalid, unlabeled, source)
+        return _import(
+            session, project, numbered, "row", format, skip_invalid, unlabeled, source, mapping
+        )
 
 
 @contextmanager
@@ -242,6 +266,7 @@ def _import(
     skip_invalid: bool,
     unlabeled: bool,
     default_source: str | None,
+    mapping: ColumnMap | None = None,
 ) -> ImportResult:
     result = ImportResult(project=project.name, format=None if fmt == "auto" else fmt)
     if fmt != "auto":
@@ -249,12 +274,26 @@ def _import(
     parsed: list[Row] = []
     errors = result.errors
     rank_k = project.rank_k
+    ignored: set[str] = set()  # meaning-carrying columns an explicit --format prompts leaves out
+    first = True
     started = time.perf_counter()
     for number, row in rows:
         result.rows_read += 1
         if isinstance(row, RowProblem):
             errors.append(RowError(number, unit, str(row)))
             continue
+        if mapping:
+            if first and mapping.missing(row):
+                raise InvalidInput(
+                    f"--map names column {mapping.missing(row)[0]!r}, which the file does not "
+                    f"have (its columns: {', '.join(sorted(map(str, row))) or 'none'})"
+                )
+            try:
+                row = mapping.apply(row)
+            except RowProblem as exc:
+                errors.append(RowError(number, unit, str(exc)))
+                continue
+        first = False
         if fmt == "auto":
             detected = detect_format(row)
             if detected is None:
@@ -263,6 +302,9 @@ def _import(
             if result.format is None:
                 _check_kind(project, detected, unlabeled)
                 result.format = detected
+            elif detected in REFUSED:
+                errors.append(RowError(number, unit, REFUSED[detected]))
+                continue
             elif detected != result.format and not looks_like(result.format, row):
                 errors.append(
                     RowError(
@@ -273,6 +315,8 @@ def _import(
                     )
                 )
                 continue
+        elif fmt == "prompts":
+            ignored.update(k for k in MEANING_COLUMNS if row.get(k) is not None)
         try:
             parsed_row = parse_row(result.format, number, row, default_source)
             if parsed_row.kind == "candidates":
@@ -298,10 +342,17 @@ def _import(
     _write(session, project, parsed, unlabeled, result)
     if ROW_KIND[result.format] == "prompt" and project.kind != ProjectKind.sft:
         result.notes.append("prompts only: no tasks created")
+    if ignored:
+        result.notes.append(
+            "--format prompts: the prompts alone were imported; columns "
+            f"{', '.join(sorted(ignored))} were left out"
+        )
     return result
 
 
 def _check_kind(project: Project, fmt: str, unlabeled: bool) -> None:
+    if fmt in REFUSED:
+        raise InvalidInput(REFUSED[fmt])
     accepted = ACCEPTS[project.kind]
     if fmt not in accepted:
         raise InvalidInput(
@@ -383,7 +434,8 @@ def _write(
     # Decide row by row what is new.
     new_prompts: dict[str, Row] = {}
     new_responses: dict[tuple[str, str], tuple[str, str | None]] = {}
-    new_tasks: list[tuple[str, str, list[tuple[str, str]], str]] = []  # th, ph, keys, kind
+    # th, ph, keys, row kind, the imported label (a choice, "demo", or None)
+    new_tasks: list[tuple[str, str, list[tuple[str, str]], str, str | None]] = []
     seen_tasks: set = set()  # within the file, a pair in either order is one task
     for row, ph, rhs, th, order, is_compare in hashed:
         if th is None:
@@ -413,7 +465,11 @@ def _write(
             if key not in response_ids and key not in new_responses:
                 new_responses[key] = (row.texts[i], row.source)
             keys.append(key)
-        new_tasks.append((th, ph, keys, row.kind))
+        if unlabeled or row.kind in ("prompt", "candidates"):
+            label = None
+        else:
+            label = "demo" if row.kind == "sft" else row.choice
+        new_tasks.append((th, ph, keys, row.kind, label))
         result.imported += 1
 
     result.timings["plan"] = time.perf_counter() - started
@@ -426,7 +482,7 @@ def _write(
         else _PostgresWriter(session)
     )
     try:
-        n_labels = 0 if unlabeled else sum(1 for t in new_tasks if t[3] in ("sft", "pair"))
+        n_labels = sum(1 for t in new_tasks if t[4] is not None)
         label_table = "demonstrations" if kind == ProjectKind.sft else "preferences"
         ids = {
             "prompts": w.ids("prompts", len(new_prompts)),
@@ -516,11 +572,12 @@ def _build_rows(
     label_ids = iter(ids.get("demonstrations") or ids.get("preferences") or ())
     f = out.false
     task_rows, candidate_rows, demo_rows, pref_rows = [], [], [], []
-    origin, choice_a = Origin.imported.value, Choice.a.value
+    origin = Origin.imported.value
+    choices = {c.value: c.value for c in Choice}
     done, open_ = TaskStatus.done.value, TaskStatus.open.value
     write, compare, rank = TaskKind.write.value, TaskKind.compare.value, TaskKind.rank.value
-    for task_id, (th, ph, keys, row_kind) in zip(ids["tasks"], new_tasks, strict=True):
-        labels = 0 if unlabeled or row_kind not in ("sft", "pair") else 1
+    for task_id, (th, ph, keys, row_kind, label) in zip(ids["tasks"], new_tasks, strict=True):
+        labels = 0 if label is None else 1
         status = done if labels >= overlap else open_
         rids = [response_ids[k] for k in keys]
         a = b = None
@@ -533,7 +590,7 @@ def _build_rows(
             task_kind = compare
             a, b = rids
             if labels:
-                pref_rows.append((next(label_ids), task_id, origin, choice_a, now))
+                pref_rows.append((next(label_ids), task_id, origin, choices[label], now))
         else:
             task_kind = rank
             candidate_rows.extend((task_id, pos, rid) for pos, rid in enumerate(rids))

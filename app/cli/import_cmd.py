@@ -16,7 +16,10 @@ FORMAT_CHOICES = [
     "preference",
     "hh-rlhf",
     "candidates",
+    "comparison",
+    "alpacafarm",
 ]
+MB = 1024 * 1024
 
 
 def register(sub) -> None:
@@ -45,13 +48,46 @@ def register(sub) -> None:
     )
     p.add_argument("--source", help="stored on new prompts (default: the file name)")
     p.add_argument("--split", help="split of a saved DatasetDict (default: train)")
+    p.add_argument(
+        "--map",
+        metavar="FIELD=COLUMN,...",
+        help="rename the file's columns to our fields first, e.g. "
+        "prompt=instruction,a=output_1,b=output_2,choice=preference (fields: prompt, system, "
+        "input, messages, completion, response, chosen, rejected, a, b, choice, responses, "
+        "category, tags, source)",
+    )
+    p.add_argument(
+        "--map-values",
+        action="append",
+        metavar="FIELD:FROM=TO,...",
+        help="translate a field's values, e.g. choice:1=a,2=b,0=tie (repeat, or separate "
+        "fields with ';')",
+    )
+    caps = p.add_argument_group("caps on what is read (a file over one is refused)")
+    caps.add_argument("--max-rows", type=int, default=1_000_000, help="default 1000000")
+    caps.add_argument(
+        "--max-cell-chars", type=int, default=1_000_000, help="characters a cell; default 1000000"
+    )
+    caps.add_argument("--max-row-mb", type=int, default=8, help="MB a row; default 8")
+    caps.add_argument(
+        "--max-total-mb", type=int, default=256, help="MB decompressed in all; default 256"
+    )
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from labeling import importer
+    from labeling.import_formats import ColumnMap, Limits
 
+    # Checked before the transaction: a bad flag is one sentence, nothing opened.
+    limits = Limits(
+        max_rows=args.max_rows,
+        max_cell_chars=args.max_cell_chars,
+        max_row_bytes=_mb(args.max_row_mb),
+        max_total_bytes=_mb(args.max_total_mb),
+    )
+    mapping = ColumnMap.parse(args.map, args.map_values)
     try:
         with transaction() as s:
             acting_user(s, args, Role.admin, Role.engineer)
@@ -64,6 +100,8 @@ def run(args) -> int:
                 unlabeled=args.unlabeled,
                 source=args.source,
                 split=args.split,
+                mapping=mapping,
+                limits=limits,
             )
     except importer.ImportFailed as exc:
         if args.json:
@@ -88,3 +126,8 @@ def run(args) -> int:
         if len(result.skipped) > importer.MAX_ERRORS_IN_MESSAGE:
             print(f"  ... and {len(result.skipped) - importer.MAX_ERRORS_IN_MESSAGE} more")
     return 0
+
+
+def _mb(value: int) -> int:
+    # Out-of-range numbers reach Limits' own check, which names the flag.
+    return value * MB if 0 < value < 2**40 else value

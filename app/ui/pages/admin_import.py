@@ -20,7 +20,7 @@ from app.ui.db import transaction
 from app.ui.render import inert_markdown
 from labeling import importer, projects, users
 from labeling.errors import RLHFError
-from labeling.import_formats import FORMATS
+from labeling.import_formats import FORMATS, ColumnMap
 from labeling.models import ProjectKind, Role
 
 EXTENSIONS = ("jsonl", "json", "csv", "parquet")
@@ -56,8 +56,13 @@ def import_upload(
     skip_invalid: bool = False,
     unlabeled: bool = False,
     max_bytes: int | None = None,
+    column_map: str = "",
+    value_map: str = "",
 ) -> ImportOutcome:
-    """Check the upload (extension, size), then import it in one transaction."""
+    """Check the upload (extension, size, mapping), then import it in one transaction.
+
+    `column_map` and `value_map` are the CLI's --map and --map-values texts; reading is
+    capped by labeling.import_formats' default Limits."""
     name = Path((filename or "").replace("\\", "/")).name
     extension = name.rsplit(".", 1)[-1].lower() if "." in name else ""
     limit = max_bytes if max_bytes is not None else max_upload_bytes()
@@ -71,15 +76,24 @@ def import_upload(
         )
     if not data:
         return ImportOutcome(False, f"{name} is empty")
+    try:
+        mapping = ColumnMap.parse(column_map, value_map)
+    except RLHFError as exc:
+        return ImportOutcome(False, str(exc).replace("--map-values", "Value mapping")
+                             .replace("--map", "Column mapping"))  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="rlhf-upload-") as tmp:
         path = Path(tmp) / f"upload.{extension}"
-        path.write_bytes(data)
+        try:
+            path.write_bytes(data)
+        except OSError as exc:
+            return ImportOutcome(False, f"cannot store the upload: {exc.strerror or exc}")
         try:
             with transaction() as s:
                 users.require_role(s, user_id, *ROLES)
                 result = importer.import_file(
                     s, project=int(project_id), path=path, format=format,
                     skip_invalid=skip_invalid, unlabeled=unlabeled, source=name[:200],
+                    mapping=mapping,
                 )  # fmt: skip
         except importer.ImportFailed as exc:
             summary = exc.result.as_dict()
@@ -125,12 +139,22 @@ def render() -> None:
         "Unlabeled", key="import-unlabeled",
         help="preference pairs become comparison tasks for labelers, without the imported choice",
     )  # fmt: skip
+    mapped, values = st.columns(2)
+    column_map = mapped.text_input(
+        "Column mapping", key="import-map", placeholder="prompt=instruction,a=output_1,b=output_2",
+        help="rename the file's columns to our fields (FIELD=COLUMN, comma-separated)",
+    )  # fmt: skip
+    value_map = values.text_input(
+        "Value mapping", key="import-map-values", placeholder="choice:1=a,2=b,0=tie",
+        help="translate a field's values (FIELD:FROM=TO,...; several fields with ';')",
+    )  # fmt: skip
     if not st.button("Import", type="primary", key="import-go", disabled=upload is None):
         return
     with st.spinner("Importing..."):
         outcome = import_upload(
             user_id=user.id, project_id=int(project_id), filename=upload.name,
             data=upload.getvalue(), format=fmt, skip_invalid=skip_invalid, unlabeled=unlabeled,
+            column_map=column_map, value_map=value_map,
         )  # fmt: skip
     show_outcome(outcome)
 
