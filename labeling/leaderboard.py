@@ -285,26 +285,123 @@ def make_battles(
 # --- reading files --------------------------------------------------------------------------
 
 
-def _read_json_records(path: Path) -> pd.DataFrame:
+@dataclass(frozen=True)
+class SkippedRow:
+    """A row of a battles file left out by skip_invalid: where it is and why."""
+
+    where: str  # "line 7" (JSON lines, CSV), "row 7" (Parquet) or "item 7" (JSON array)
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.reason}"
+
+
+@dataclass(frozen=True, eq=False)
+class BattlesFile:
+    """What load_battles read: the valid battles, and the rows it left out."""
+
+    battles: Battles
+    skipped: list[SkippedRow]
+    rows: int  # rows in the file, skipped ones included
+
+    def skipped_message(self, limit: int = 5) -> str | None:
+        if not self.skipped:
+            return None
+        n = len(self.skipped)
+        shown = "; ".join(map(str, self.skipped[:limit]))
+        more = f" (and {n - limit} more)" if n > limit else ""
+        return f"skipped {n:,} invalid row{'s' if n != 1 else ''} of {self.rows:,}: {shown}{more}"
+
+
+def _read_json_records(path: Path, skipped: list[SkippedRow]) -> tuple[pd.DataFrame, list[str]]:
+    """Records and where each came from; unreadable ones go to `skipped`."""
     text = path.read_text(encoding="utf-8")
+    records, where = [], []
     if text.lstrip().startswith("["):
         try:
-            records = json.loads(text)
+            items = json.loads(text)
         except json.JSONDecodeError as e:
             raise InvalidInput(f"{path}: not valid JSON ({e})") from None
+        for number, item in enumerate(items, 1):
+            if isinstance(item, dict):
+                records.append(item)
+                where.append(f"item {number}")
+            else:
+                skipped.append(SkippedRow(f"item {number}", "not a JSON object"))
     else:
-        records = []
         for number, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError as e:
-                    raise InvalidInput(
-                        f"{path}: line {number} is not valid JSON ({e.msg})"
-                    ) from None
-    if not all(isinstance(r, dict) for r in records):
-        raise InvalidInput(f"{path}: expected one JSON object per battle")
-    return pd.DataFrame.from_records(records)
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                skipped.append(SkippedRow(f"line {number}", f"not valid JSON ({e.msg})"))
+                continue
+            if isinstance(record, dict):
+                records.append(record)
+                where.append(f"line {number}")
+            else:
+                skipped.append(SkippedRow(f"line {number}", "not a JSON object"))
+    return pd.DataFrame.from_records(records), where
+
+
+def _read_csv(path: Path, skipped: list[SkippedRow]) -> tuple[pd.DataFrame, list[str]]:
+    """Every cell as text (an empty name is then reported as such), with line numbers; rows
+    with the wrong number of fields go to `skipped`."""
+    import csv
+
+    rows, where = [], []
+    with open(path, encoding="utf-8", newline="") as f:
+        reader = csv.reader(f, strict=True)
+        try:
+            header = next(reader, None)
+            if header is None:
+                return pd.DataFrame(), []
+            for row in reader:
+                if not row:
+                    continue
+                if len(row) != len(header):
+                    skipped.append(
+                        SkippedRow(
+                            f"line {reader.line_num}",
+                            f"has {len(row)} fields but the header has {len(header)}",
+                        )
+                    )
+                    continue
+                rows.append(row)
+                where.append(f"line {reader.line_num}")
+        except csv.Error as e:  # e.g. a quote that never closes: the rest cannot be trusted
+            raise InvalidInput(f"{path}: line {reader.line_num}: not valid CSV ({e})") from None
+    return pd.DataFrame(rows, columns=header, dtype=object), where
+
+
+def _bad_rows(frame: pd.DataFrame) -> dict[int, str]:
+    """{row position: why} for rows make_battles would refuse (the first reason per row)."""
+    n = len(frame)
+    bad: dict[int, str] = {}
+    w = frame["winner"].to_numpy(dtype=object)
+    codes, uniques = pd.factorize(w)
+    known = np.array([isinstance(u, str) and u in _OUTCOME for u in uniques] + [False])
+    for i in np.flatnonzero(~known[codes]):  # code -1 (missing) picks the trailing False
+        value = w[i]
+        bad[int(i)] = (
+            "winner is missing"
+            if value is None or (isinstance(value, float) and math.isnan(value))
+            else f"winner {value!r} is not one of {', '.join(map(repr, WINNERS))}"
+        )
+    a = frame["model_a"].to_numpy(dtype=object)
+    b = frame["model_b"].to_numpy(dtype=object)
+    codes, uniques = pd.factorize(np.concatenate([a, b]))
+    empty = np.array([not str(u).strip() for u in uniques] + [True])  # -1: missing
+    for side, column in ((0, "model_a"), (1, "model_b")):
+        for i in np.flatnonzero(empty[codes[side * n : (side + 1) * n]]):
+            bad.setdefault(int(i), f"{column} is missing or an empty model name")
+    for i in np.flatnonzero((codes[:n] == codes[n:]) & (codes[:n] >= 0)):
+        bad.setdefault(
+            int(i), f"model_a and model_b are both {str(uniques[codes[i]])!r}; a model cannot "
+            "battle itself"
+        )  # fmt: skip
+    return dict(sorted(bad.items()))
 
 
 def _metadata_side(meta: dict, side: str) -> list[float]:
@@ -364,6 +461,11 @@ def _timestamps(values: pd.Series, path: Path, name: str) -> np.ndarray:
 
 
 def read_battles(path) -> Battles:
+    """load_battles(path).battles: the whole file, or InvalidInput naming its bad rows."""
+    return load_battles(path).battles
+
+
+def load_battles(path, *, skip_invalid: bool = False) -> BattlesFile:
     """Battles from a .parquet, .jsonl/.json (JSON lines or one JSON array) or .csv file.
 
     Required columns: model_a, model_b, winner (values as in WINNERS, as in Chatbot Arena's
@@ -372,32 +474,57 @@ def read_battles(path) -> Battles:
     {ordered, unordered}, bold_count_{a,b} {"**", "__"}), which fills style_a/style_b with
     (tokens, headers, list items, bold spans). Style is filled only when every row has
     conv_metadata. Errors name the file.
+
+    Bad rows (a model against itself, an unknown or missing winner, a missing or empty model
+    name, an unreadable JSON line, a CSV line with the wrong number of fields) refuse the whole
+    file, naming the first few; with skip_invalid they are left out and listed in `skipped`.
+    A file that lacks a required column, or is unreadable as a whole, is always refused.
     """
     path = Path(path)
     if not path.is_file():
         raise NotFound(f"no battles file at {path}")
     suffix = path.suffix.lower()
+    skipped: list[SkippedRow] = []
     if suffix == ".parquet":
         frame = pd.read_parquet(path)
+        where = None
     elif suffix in (".jsonl", ".json"):
-        frame = _read_json_records(path)
+        frame, where = _read_json_records(path, skipped)
     elif suffix == ".csv":
-        # Everything as text, nothing turned into NaN: an empty name is then reported as such.
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        frame, where = _read_csv(path, skipped)
     else:
         raise InvalidInput(f"{path}: unsupported file type {suffix!r}; use .parquet, .jsonl, .csv")
     if frame.empty and not len(frame.columns):
-        return make_battles([], [], [])
+        frame = pd.DataFrame(columns=["model_a", "model_b", "winner"])
     missing = [c for c in ("model_a", "model_b", "winner") if c not in frame.columns]
-    if missing:
+    if missing and (len(frame) or not skipped):
         found = ", ".join(map(str, frame.columns)) or "none"
         raise InvalidInput(
             f"{path}: missing required column(s) {', '.join(missing)} (columns found: {found})"
         )
+    frame = frame.reset_index(drop=True)
+    bad = _bad_rows(frame) if len(frame) else {}
+    if bad:
+        label = (lambda i: where[i]) if where is not None else (lambda i: f"row {i + 1}")
+        skipped.extend(SkippedRow(label(i), reason) for i, reason in bad.items())
+        frame = frame.drop(index=list(bad)).reset_index(drop=True)
+    rows = len(frame) + len(skipped)
+    skipped.sort(key=lambda r: int(r.where.rsplit(" ", 1)[1]))  # in file order
+    if skipped and not skip_invalid:
+        n = len(skipped)
+        more = f" (and {n - 3} more invalid rows)" if n > 3 else ""
+        raise InvalidInput(
+            f"{path}: {'; '.join(map(str, skipped[:3]))}{more}: fix them, or pass "
+            "--skip-invalid to leave them out"
+        )
+    return BattlesFile(_battles_from_frame(frame, path), skipped, rows)
+
+
+def _battles_from_frame(frame: pd.DataFrame, path: Path) -> Battles:
     category = None
     if "category" in frame.columns:
         category = frame["category"].to_numpy(dtype=object)
-        if suffix == ".csv":
+        if path.suffix.lower() == ".csv":
             category = np.where(category == "", None, category)
     timestamp = None
     for name in ("tstamp", "timestamp"):
@@ -817,20 +944,30 @@ def _names(names: list[str], limit: int = 8) -> str:
 
 
 def _choose_component(counts, eligible, models, anchor):
-    """Connected components of the comparison graph among eligible models; the one to rank."""
+    """Connected components of the comparison graph among eligible models; the one to rank.
+
+    Ratings in groups that never met are not comparable, so one group is ranked: the anchor's,
+    else the one with the most battles (the best-measured), never just the one with the most
+    models. Returns (eligible indices, component labels, sizes, battles per group, chosen).
+    """
     from scipy.sparse.csgraph import connected_components
 
     index = np.flatnonzero(eligible)
     met = counts.sum(-1)[np.ix_(index, index)]
     n_components, labels = connected_components(met + met.T > 0, directed=False)
     sizes = np.bincount(labels, minlength=n_components)
+    battles = np.bincount(labels, weights=met.sum(1), minlength=n_components).astype(np.int64)
     if anchor is not None:
         chosen = labels[list(index).index(models.index(anchor))]
     else:
-        battles = np.bincount(labels, weights=met.sum(1), minlength=n_components)
-        # Largest group; ties broken by battles, then by the first model's name.
-        chosen = max(range(n_components), key=lambda c: (sizes[c], battles[c], -c))
-    return index, labels, sizes, chosen
+        # Groups that can be ranked (two models or more) first; then most battles, most
+        # models, and the group of the alphabetically first model.
+        chosen = max(range(n_components), key=lambda c: (sizes[c] >= 2, battles[c], sizes[c], -c))
+    return index, labels, sizes, battles, chosen
+
+
+def _group(models, index, labels, c) -> list[str]:
+    return sorted(models[i] for i in index[labels == c])
 
 
 def _oriented_pairs(Cs: np.ndarray):
@@ -903,8 +1040,9 @@ def fit(
     confidence: interval level. seed: the bootstrap's random seed (same seed, same draws).
     previous: a leaderboard to warm-start from; the result equals a cold fit.
 
-    Only one connected group of models can be ranked (the largest, or the anchor's); the others
-    are listed unranked with a note, and messages say why. Never returns NaN or inf.
+    Only one connected group of models can be ranked (the one with the most battles, or the
+    anchor's); the others are listed unranked with a note, and messages say so, naming them.
+    Never returns NaN or inf.
     """
     if ci not in ("bootstrap", "sandwich"):
         raise InvalidInput(f"ci must be 'bootstrap' or 'sandwich', got {ci!r}")
@@ -961,7 +1099,9 @@ def fit(
 
     ranked = np.zeros(0, dtype=np.int64)
     if eligible.any():
-        index, labels, sizes, chosen = _choose_component(counts.counts, eligible, models, anchor)
+        index, labels, sizes, battles, chosen = _choose_component(
+            counts.counts, eligible, models, anchor
+        )
         if sizes[chosen] >= 2:
             ranked = index[labels == chosen]
         if anchor is not None and sizes[chosen] < 2:
@@ -970,20 +1110,34 @@ def fit(
                 "other models with enough votes"
             )
         if len(sizes) > 1 and len(ranked):
-            where = f" (the anchor {anchor}'s)" if anchor is not None else ""
+            others = sorted(
+                (c for c in range(len(sizes)) if c != chosen), key=lambda c: (-battles[c], c)
+            )
+            groups = "; ".join(
+                f"{sizes[c]} model{'s' if sizes[c] > 1 else ''} with {battles[c]:,} "
+                f"battle{'s' if battles[c] != 1 else ''} ({_names(_group(models, index, labels, c), 3)})"
+                for c in others[:5]
+            ) + (f"; and {len(others) - 5} more groups" if len(others) > 5 else "")
+            why = (
+                f"the anchor {anchor}'s group"
+                if anchor is not None
+                else "the group with the most battles"
+            )
             messages.append(
-                f"the comparison graph is disconnected: {len(sizes)} groups of models that never "
-                f"met each other, of sizes {', '.join(map(str, sorted(sizes, reverse=True)))}. "
-                f"Ratings compare only within a group, so only the group of {sizes[chosen]} "
-                f"models{where} is ranked; the others are listed unranked"
+                f"the comparison graph is disconnected: {len(sizes)} groups of models never met "
+                f"each other, and ratings compare only within a group. Ranked: {why}, "
+                f"{sizes[chosen]} models with {battles[chosen]:,} battles. Listed unranked: "
+                f"{groups}. To rank another group, pass --anchor with one of its models; to "
+                "compare the groups, add battles between them"
             )
         for position, i in enumerate(index):
             if labels[position] != chosen or sizes[chosen] < 2:
-                size = sizes[labels[position]]
+                c = labels[position]
                 notes[i] = (
                     "no battles against other models with enough votes"
-                    if size == 1
-                    else f"not connected to the ranked models (its group has {size} models)"
+                    if sizes[c] == 1
+                    else f"not connected to the ranked models (its group: {sizes[c]} models, "
+                    f"{battles[c]:,} battles)"
                 )
     if not len(ranked):
         messages.insert(

@@ -29,6 +29,7 @@ from typing import Any
 from sqlalchemy import delete, select, text, update
 from sqlalchemy.orm import Session
 
+from labeling.bounds import LEASE_SECONDS
 from labeling.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from labeling.hashing import sha256_text
 from labeling.models import (
@@ -167,7 +168,8 @@ def _active_user(session: Session, user_id: int) -> User:
 
 
 def _lease_until(project: Project, now: datetime) -> datetime:
-    return now + timedelta(seconds=project.lease_seconds)
+    # Clamped: a row saved before leases were bounded (10**12 s) must not break every claim.
+    return now + timedelta(seconds=min(project.lease_seconds, LEASE_SECONDS[1]))
 
 
 def claim_next(
@@ -573,6 +575,13 @@ def _submit(
         raise PermissionDenied("this task was never assigned to you: claim it first")
     if assignment.status == AssignmentStatus.submitted:
         return _existing(session, model, task_id, user_id)
+    # A skipped (or flagged) or released task was handed back: its slot may be someone
+    # else's now, so a stale form from another tab must not add a label.
+    if assignment.status in (AssignmentStatus.skipped, AssignmentStatus.released):
+        done = "skipped" if assignment.status == AssignmentStatus.skipped else "handed back"
+        raise Conflict(
+            f"you {done} this task, so this answer was not recorded; claim a new task to go on"
+        )
 
     if time_spent_ms is None:
         time_spent_ms = max(0, int((now - assignment.claimed_at).total_seconds() * 1000))

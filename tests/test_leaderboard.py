@@ -26,6 +26,7 @@ from labeling.leaderboard import (
     expected_information,
     fit,
     fit_by_category,
+    load_battles,
     make_battles,
     read_battles,
     style_features,
@@ -217,7 +218,7 @@ def test_single_model_with_enough_votes():
     assert_json_clean(lb)
 
 
-def test_disconnected_graph_ranks_the_largest_group():
+def test_disconnected_graph_ranks_the_group_with_most_battles():
     battles = make_battles(
         ["A", "B", "C", "A", "D", "E"],
         ["B", "C", "A", "C", "E", "D"],
@@ -228,9 +229,50 @@ def test_disconnected_graph_ranks_the_largest_group():
     assert {r.model for r in lb.rows if r.ranked} == {"A", "B", "C"}
     assert rows["D"].rating is None and "not connected" in rows["D"].note
     message = next(m for m in lb.messages if "disconnected" in m)
-    assert "sizes 3, 2" in message
+    assert "3 models with 4 battles" in message and "2 models with 2 battles (D, E)" in message
     assert [r.ranked for r in lb.rows] == [True, True, True, False, False]
     assert_json_clean(lb)
+
+
+def _two_groups():
+    """The issue's case: 7 models with 83 battles, 6 models with 1,977; they never met."""
+    few, _, _ = simulate(7, 83, seed=11)
+    many, _, _ = simulate(6, 1977, seed=12)
+    rename = np.vectorize(lambda name: "big-" + name, otypes=[object])
+    return make_battles(
+        np.concatenate([few.model_a, rename(many.model_a)]),
+        np.concatenate([few.model_b, rename(many.model_b)]),
+        np.concatenate([few.winner, many.winner]),
+    )
+
+
+def test_disconnected_graph_never_silently_ranks_the_smaller_group():
+    battles = _two_groups()
+    lb = fit(battles, ci="sandwich")
+    ranked = [r for r in lb.rows if r.ranked]
+    assert {r.model for r in ranked} == {f"big-m{i:02d}" for i in range(6)}
+    assert sum(r.votes for r in ranked) == 2 * 1977
+    # Centred within the ranked group.
+    assert np.mean([r.rating for r in ranked]) == pytest.approx(DEFAULT_ANCHOR_RATING)
+    message = next(m for m in lb.messages if "disconnected" in m)
+    assert "the group with the most battles, 6 models with 1,977 battles" in message
+    assert "7 models with 83 battles (m00, m01, m02 and 4 more)" in message
+    assert "--anchor" in message
+    small = by_model(lb)["m00"]
+    assert small.rating is None and "7 models, 83 battles" in small.note
+    assert_json_clean(lb)
+    # The anchor's group is the reference, even the smaller one.
+    anchored = fit(battles, ci="sandwich", anchor="m03", anchor_rating=1500.0)
+    ranked = {r.model: r for r in anchored.rows if r.ranked}
+    assert set(ranked) == {f"m{i:02d}" for i in range(7)}
+    assert ranked["m03"].rating == 1500.0
+    assert any("the anchor m03's group, 7 models with 83 battles" in m for m in anchored.messages)
+    # Without the other group the ranked group's ratings are the same: it is fitted alone.
+    alone = fit(battles.select(np.char.startswith(battles.model_a.astype(str), "big-")),
+                ci="sandwich")  # fmt: skip
+    for row in lb.rows:
+        if row.ranked:
+            assert row.rating == pytest.approx(by_model(alone)[row.model].rating, abs=1e-6)
 
 
 def test_a_model_that_always_wins_stays_finite():
@@ -360,11 +402,11 @@ def test_read_battles_plain_csv_and_errors(tmp_path):
         read_battles(missing)
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"model_a": "A", "model_b": "B", "winner": "tie"}\n{"model_a": "A"\n')
-    with pytest.raises(InvalidInput, match="bad.jsonl: line 2 is not valid JSON"):
+    with pytest.raises(InvalidInput, match="bad.jsonl: line 2: not valid JSON"):
         read_battles(bad)
     wrong = tmp_path / "wrong.csv"
     wrong.write_text("model_a,model_b,winner\nA,B,tie\nA,A,tie\n")
-    with pytest.raises(InvalidInput, match="wrong.csv: row 2: model_a and model_b are both 'A'"):
+    with pytest.raises(InvalidInput, match="wrong.csv: line 3: model_a and model_b are both 'A'"):
         read_battles(wrong)
     sheet = tmp_path / "battles.xlsx"
     sheet.write_text("")
@@ -372,6 +414,71 @@ def test_read_battles_plain_csv_and_errors(tmp_path):
         read_battles(sheet)
     with pytest.raises(NotFound):
         read_battles(tmp_path / "nope.parquet")
+
+
+BAD_ROWS_JSONL = [
+    '{"model_a": "A", "model_b": "B", "winner": "model_a"}',
+    '{"model_a": "A", "model_b": "A", "winner": "tie"}',  # against itself
+    '{"model_a": "B", "model_b": "C", "winner": "draw"}',  # unknown outcome
+    '{"model_a": "B", "winner": "model_b"}',  # model_b missing
+    '{"model_a": " ", "model_b": "C", "winner": "model_b"}',  # empty name
+    '{"model_a": "C", "model_b": "A", "winner"',  # not JSON
+    '{"model_a": "C", "model_b": "B"}',  # winner missing
+    '["A", "B", "tie"]',  # not an object
+    '{"model_a": "C", "model_b": "A", "winner": "tie (bothbad)"}',
+]
+
+
+def test_battles_file_with_bad_rows_is_refused_or_skipped(tmp_path):
+    path = tmp_path / "votes.jsonl"
+    path.write_text("\n".join(BAD_ROWS_JSONL) + "\n")
+    with pytest.raises(InvalidInput) as refused:
+        read_battles(path)
+    message = str(refused.value)
+    assert message.count("line ") == 3 and "line 2: model_a and model_b are both 'A'" in message
+    assert "(and 4 more invalid rows)" in message and "--skip-invalid" in message
+    loaded = load_battles(path, skip_invalid=True)
+    assert len(loaded.battles) == 2 and loaded.rows == 9
+    assert list(loaded.battles.winner) == ["model_a", "tie (bothbad)"]
+    reasons = {row.where: row.reason for row in loaded.skipped}
+    assert set(reasons) == {f"line {n}" for n in (2, 3, 4, 5, 6, 7, 8)}
+    assert "both 'A'" in reasons["line 2"] and "'draw' is not one of" in reasons["line 3"]
+    assert "model_b is missing" in reasons["line 4"]
+    assert "model_a is missing or an empty" in reasons["line 5"]
+    assert reasons["line 7"] == "winner is missing"
+    assert reasons["line 8"] == "not a JSON object"
+    note = loaded.skipped_message(limit=2)
+    assert note.startswith("skipped 7 invalid rows of 9: line ") and "(and 5 more)" in note
+    assert fit(loaded.battles, ci="sandwich").n_battles == 2
+
+
+def test_battles_csv_and_parquet_bad_rows(tmp_path):
+    csv_path = tmp_path / "votes.csv"
+    csv_path.write_text(
+        "model_a,model_b,winner\nA,B,model_a\nA,A,tie\nB,C,tie,extra\n,C,model_b\nC,A,tie\n"
+    )
+    with pytest.raises(InvalidInput, match=r"line 3: model_a and model_b are both 'A'.*line 4: "
+                       "has 4 fields but the header has 3.*--skip-invalid"):  # fmt: skip
+        read_battles(csv_path)
+    loaded = load_battles(csv_path, skip_invalid=True)
+    assert [str(r) for r in loaded.skipped][0] == "line 3: model_a and model_b are both 'A'; " \
+        "a model cannot battle itself"  # fmt: skip
+    assert len(loaded.battles) == 2 and len(loaded.skipped) == 3
+    parquet = tmp_path / "votes.parquet"
+    pd.DataFrame(
+        {"model_a": ["A", "A", None], "model_b": ["B", "A", "B"], "winner": ["tie"] * 3}
+    ).to_parquet(parquet)
+    loaded = load_battles(parquet, skip_invalid=True)
+    assert [r.where for r in loaded.skipped] == ["row 2", "row 3"] and len(loaded.battles) == 1
+    # A missing column or an unclosed quote is never "a few bad rows": always refused.
+    no_winner = tmp_path / "no_winner.csv"
+    no_winner.write_text("model_a,model_b\nA,B\n")
+    with pytest.raises(InvalidInput, match="missing required column"):
+        load_battles(no_winner, skip_invalid=True)
+    unclosed = tmp_path / "unclosed.csv"
+    unclosed.write_text('model_a,model_b,winner\nA,B,tie\nA,B,"tie\nB,A,tie\n')
+    with pytest.raises(InvalidInput, match="not valid CSV"):
+        load_battles(unclosed, skip_invalid=True)
 
 
 def test_style_control_recovers_length_effect_and_strengths():
@@ -464,3 +571,27 @@ def test_style_features_counts_markdown():
         ["a"], ["b"], ["tie"], style_a=[style_features(text)], style_b=[style_features("hi")]
     )
     assert battles.style_a.shape == (1, len(STYLE_FEATURES))
+
+
+def test_cli_battles_skip_invalid_keeps_the_json_contract(cli, admin, tmp_path):
+    path = tmp_path / "votes.csv"
+    path.write_text(
+        "model_a,model_b,winner\n" + "x,y,model_a\ny,x,tie\nx,y,model_b\n" * 3 + "x,x,tie\n"
+    )
+    refused = cli("leaderboard", "--battles", str(path), "--json", user=admin)
+    assert refused.code == 1 and refused.out == "" and refused.err.count("\n") == 1
+    assert "line 11: model_a and model_b are both 'x'" in refused.err
+    assert "--skip-invalid" in refused.err
+    ok = cli("leaderboard", "--battles", str(path), "--skip-invalid", "--json",
+             "--ci", "sandwich", user=admin)  # fmt: skip
+    assert ok.code == 0, ok.err
+    rows = ok.json()
+    assert [list(r) for r in rows] == [
+        ["model", "rating", "ci_low", "ci_high", "rank", "votes"]
+    ] * 2
+    assert {r["model"]: r["votes"] for r in rows} == {"x": 9, "y": 9}
+    assert "note: skipped 1 invalid row of 10: line 11: model_a and model_b" in ok.err
+    text = cli("leaderboard", "--battles", str(path), "--skip-invalid", user=admin)
+    assert text.code == 0 and "skipped 1 invalid row" in text.err
+    wrong = cli("leaderboard", "--project", "p", "--skip-invalid", user=admin)
+    assert wrong.code == 1 and "--battles file only" in wrong.err

@@ -48,7 +48,7 @@ def make_project(Session, *, kind="pairwise", n=3, overlap=1, gold=0, gold_rate=
 
 def make_users(Session, *names, role="labeler"):
     with Session.begin() as s:
-        return [users.add_user(s, name=n, role=role, password="password1").id for n in names]
+        return [users.add_user(s, name=n, role=role, password="long-password").id for n in names]
 
 
 def claim(Session, project_id, user_id, **kw):
@@ -380,3 +380,38 @@ def test_32_concurrent_labelers(engine, Session, overlap):
         assert sum(accepted.values()) == n_tasks * overlap
     if big is not engine:
         big.dispose()
+
+
+@pytest.mark.parametrize("kind", ["pairwise", "sft", "ranking"])
+@pytest.mark.parametrize("how", ["skip", "release", "flag"])
+def test_submit_after_skip_or_release_is_refused_and_writes_nothing(Session, kind, how):
+    pid = make_project(Session, kind=kind, n=1, overlap=1)
+    (a,) = make_users(Session, "a")
+    aid, task_id = claim(Session, pid, a)
+    with Session.begin() as s:
+        if how == "flag":
+            queue.flag(s, assignment_id=aid, user_id=a, reason="unsafe")
+        else:
+            getattr(queue, how)(s, assignment_id=aid, user_id=a)
+    with Session() as s:
+        ids = list(
+            s.scalars(select(TaskCandidate.response_id).where(TaskCandidate.task_id == task_id))
+        )
+    submit = {
+        "pairwise": lambda s: queue.submit_preference(s, task_id=task_id, user_id=a, choice="a"),
+        "sft": lambda s: queue.submit_demonstration(s, task_id=task_id, user_id=a, text="late"),
+        "ranking": lambda s: queue.submit_ranking(s, task_id=task_id, user_id=a, order=ids),
+    }[kind]
+    with pytest.raises(Conflict, match="not recorded"):
+        with Session.begin() as s:
+            submit(s)
+    for model in (Preference, Demonstration, Ranking, Draft):
+        assert count(Session, model) == 0
+    with Session() as s:
+        task = s.get(Task, task_id)
+        assert (task.labels_count, task.status) == (0, TaskStatus.open)
+        expected = AssignmentStatus.released if how == "release" else AssignmentStatus.skipped
+        assert s.get(Assignment, aid).status == expected
+    # The slot went back to the pool: another labeler can still label the item.
+    (b,) = make_users(Session, "b")
+    assert claim(Session, pid, b)[1] == task_id

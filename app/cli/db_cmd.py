@@ -1,15 +1,16 @@
-"""`rlhf db upgrade|downgrade|current|check`."""
+"""`rlhf db upgrade|downgrade|current|check|backup|restore`."""
 
 from __future__ import annotations
 
 import sys
 
 from app.cli.common import acting_user, print_json
+from labeling.errors import InvalidInput
 from labeling.models import Role
 
 
 def register(sub) -> None:
-    db = sub.add_parser("db", help="database schema: migrate and check")
+    db = sub.add_parser("db", help="database schema: migrate and check; backup and restore")
     dsub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     up = dsub.add_parser("upgrade", help="migrate to REV (default: head)")
     up.add_argument("revision", nargs="?", default="head")
@@ -23,6 +24,21 @@ def register(sub) -> None:
     chk = dsub.add_parser("check", help="exit 1 when the models differ from the migrated schema")
     chk.add_argument("--json", action="store_true")
     chk.set_defaults(func=check)
+    bk = dsub.add_parser(
+        "backup", help="copy the whole database to PATH, consistently, while it is in use"
+    )
+    bk.add_argument("path", metavar="PATH", help="a file, or a folder for a dated file")
+    bk.add_argument("--force", action="store_true", help="replace PATH if it exists")
+    bk.add_argument("--json", action="store_true")
+    bk.set_defaults(func=backup)
+    rs = dsub.add_parser(
+        "restore",
+        help="replace the database's contents with a backup (the current ones are saved first)",
+    )
+    rs.add_argument("path", metavar="PATH", help="a file written by `rlhf db backup`")
+    rs.add_argument("--yes", action="store_true", help="really replace every row")
+    rs.add_argument("--json", action="store_true")
+    rs.set_defaults(func=restore)
 
 
 def _engine():
@@ -43,24 +59,41 @@ def _guard(args, engine) -> None:
         acting_user(session, args, Role.admin, bootstrap=True)
 
 
-def upgrade(args) -> int:
+def _migrate(args, direction: str) -> int:
+    from alembic.util import CommandError
+
     from labeling import migrate
 
     engine = _engine()
     _guard(args, engine)
-    migrate.upgrade(engine, args.revision)
+    try:
+        getattr(migrate, direction)(engine, args.revision)
+    except CommandError as e:  # unknown or unreachable revision: alembic's reason, one line
+        reason = str(e).splitlines()[0] if str(e) else "unknown revision"
+        raise InvalidInput(
+            f"cannot {direction} to {args.revision!r}: {reason} "
+            f"(the database is at {migrate.current(engine) or 'base'}; "
+            f"use 'head', 'base', a relative step such as -1, or a revision: {_revisions()})"
+        ) from None
     print(f"database at {migrate.current(engine) or 'base'}")
     return 0
+
+
+def _revisions() -> str:
+    from alembic.script import ScriptDirectory
+
+    from labeling import migrate
+
+    script = ScriptDirectory(str(migrate.SCRIPT_LOCATION))
+    return ", ".join(reversed([r.revision for r in script.walk_revisions()]))
+
+
+def upgrade(args) -> int:
+    return _migrate(args, "upgrade")
 
 
 def downgrade(args) -> int:
-    from labeling import migrate
-
-    engine = _engine()
-    _guard(args, engine)
-    migrate.downgrade(engine, args.revision)
-    print(f"database at {migrate.current(engine) or 'base'}")
-    return 0
+    return _migrate(args, "downgrade")
 
 
 def current(args) -> int:
@@ -95,3 +128,53 @@ def check(args) -> int:
         for d in diffs:
             print(f"difference: {d}", file=sys.stderr)
     return 0 if ok else 1
+
+
+def _size(n: int) -> str:
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:,} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n} GB"
+
+
+def backup(args) -> int:
+    from labeling import backup as backups
+
+    engine = _engine()
+    _guard(args, engine)  # a backup holds every password hash: admins only
+    result = backups.backup(engine, args.path, overwrite=args.force)
+    if args.json:
+        print_json(result.to_json())
+    else:
+        print(
+            f"backed up the {result.database} database (schema {result.revision or 'base'}, "
+            f"{_size(result.bytes)}) to {result.path} in {result.seconds:.1f} s"
+        )
+    return 0
+
+
+def restore(args) -> int:
+    from labeling import backup as backups
+    from labeling.settings import load_settings
+
+    engine = _engine()
+    _guard(args, engine)
+    revision = backups.inspect_backup(engine, args.path)  # refuse a bad file before anything
+    if not args.yes:
+        raise InvalidInput(
+            f"restoring replaces every row of the current database with {args.path} "
+            f"(schema {revision}); rerun with --yes to do it (the current contents are "
+            "saved to a safety backup first)"
+        )
+    result = backups.restore(engine, args.path, safety_dir=load_settings().home / "backups")
+    if args.json:
+        print_json(result.to_json())
+        return 0
+    print(f"restored {result.path} (schema {result.revision}) in {result.seconds:.1f} s")
+    if result.safety_backup is not None:
+        print(f"the previous contents are saved in {result.safety_backup}")
+    print("every web session was ended: users sign in again")
+    if result.revision != result.head:
+        print(f"the backup's schema is older than this rlhf ({result.head}): run `rlhf db upgrade`")
+    return 0

@@ -2,11 +2,13 @@
 
     rlhf leaderboard --project my-arena [--bootstrap 200] [--ties davidson] [--style] --json
     rlhf leaderboard --battles arena_dump.parquet          # columns model_a, model_b, winner
+    rlhf leaderboard --battles votes.csv --skip-invalid    # leave out bad rows, listed on stderr
 -> [{"model": ..., "rating": 1032.4, "ci_low": ..., "ci_high": ..., "rank": 1, "votes": 812}, ...]
 
 The maths is labeling/leaderboard.py; votes on an arena project become battles in
 labeling/arena.py. Unranked models (too few votes, not connected to the others) are listed
-with rating null and a note on stderr.
+with rating null and a note on stderr. A disconnected battle graph ranks the group with the
+most battles (or the anchor's); the note names the groups left unranked.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ def register(sub) -> None:
         help="Parquet, JSONL or CSV with model_a, model_b, winner "
         "(model_a, model_b, tie, tie (bothbad)); optional category",
     )  # fmt: skip
+    p.add_argument("--skip-invalid", action="store_true",
+                   help="with --battles: leave out bad rows (a model against itself, an unknown "
+                   "winner, a missing name) and list them on stderr, instead of refusing the file")  # fmt: skip
     p.add_argument("--bootstrap", type=int, default=100, help="bootstrap rounds (default 100)")
     p.add_argument("--ci", choices=["bootstrap", "sandwich"], default="bootstrap",
                    help="confidence intervals: bootstrap, or the sandwich estimator (fast)")  # fmt: skip
@@ -64,6 +69,9 @@ def _fit_kwargs(args) -> dict:
 
 def leaderboard(args) -> int:
     kwargs = _fit_kwargs(args)
+    if args.skip_invalid and not args.battles:
+        raise InvalidInput("--skip-invalid applies to a --battles file only")
+    skipped = None
     with transaction() as s:
         acting_user(s, args)  # any active account: the leaderboard is open to every role
         if args.project:
@@ -71,7 +79,8 @@ def leaderboard(args) -> int:
             arena._check_arena(project)
             battles = arena.battles(s, project, with_style=args.style).battles
     if args.battles:
-        battles = lb.read_battles(args.battles)
+        loaded = lb.load_battles(args.battles, skip_invalid=args.skip_invalid)
+        battles, skipped = loaded.battles, loaded.skipped_message()
     if args.category:
         battles = arena.only_category(battles, args.category)
     boards = lb.fit_by_category(battles, **kwargs) if args.by_category else {
@@ -87,6 +96,8 @@ def leaderboard(args) -> int:
             if args.by_category:
                 print(f"\n== {name}")
             _print_board(board)
+    if skipped:  # on stderr: --json output keeps its contract
+        print(f"note: {skipped}", file=sys.stderr)
     for name, board in boards.items():
         for message in board.messages:
             print(f"note{'' if name == 'all' else f' ({name})'}: {message}", file=sys.stderr)
