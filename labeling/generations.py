@@ -56,12 +56,20 @@ class AnswerPlan:
     considered: int  # prompts of the split (after --limit)
 
 
+# Upper bounds: a number past them is a typo, and past 2**63 it would not even reach SQL.
+MAX_NEW_TOKENS, MAX_N, MAX_LIMIT, MAX_SEED = 32768, 64, 10**9, 2**32 - 1
+
+
 def sampling_key(
     *, temperature: float, top_p: float, max_new_tokens: int, seed: int
 ) -> dict[str, Any]:
     """The parameters that make two generations "the same" (numbers normalised for JSON)."""
     if max_new_tokens < 1:
         raise InvalidInput("max_new_tokens must be at least 1")
+    if max_new_tokens > MAX_NEW_TOKENS:
+        raise InvalidInput(f"max_new_tokens must be at most {MAX_NEW_TOKENS}")
+    if not 0 <= seed <= MAX_SEED:
+        raise InvalidInput(f"seed must be from 0 to {MAX_SEED}")
     if temperature < 0:
         raise InvalidInput("temperature must be 0 (greedy) or more")
     if not 0 < top_p <= 1:
@@ -102,10 +110,10 @@ def prompts_to_answer(
     answered, so the same command run twice does the same work once."""
     if split not in SPLITS:
         raise InvalidInput(f"unknown split {split!r}: use {', '.join(SPLITS)}")
-    if n < 1:
-        raise InvalidInput("n must be at least 1")
-    if limit is not None and limit < 1:
-        raise InvalidInput("limit must be at least 1")
+    if not 1 <= n <= MAX_N:
+        raise InvalidInput(f"n must be at least 1 and at most {MAX_N}")
+    if limit is not None and not 1 <= limit <= MAX_LIMIT:
+        raise InvalidInput(f"limit must be at least 1 and at most {MAX_LIMIT}")
     query = (
         select(Prompt.id, Prompt.messages)
         .where(Prompt.project_id == project_id, Prompt.split.in_(SPLITS[split]))

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from labeling import bounds
 from labeling.errors import Conflict, InvalidInput, NotFound
 from labeling.models import (
     Assignment,
@@ -19,27 +21,42 @@ from labeling.models import (
 )
 
 EDITABLE = {"guidelines", "overlap", "lease_seconds", "gold_rate", "heldout_fraction", "rank_k"}
+REQUIRED = {"overlap", "lease_seconds", "gold_rate", "heldout_fraction"}  # rank_k None = any
 
 
-def _validate(values: dict[str, Any]) -> None:
-    if "overlap" in values and not 1 <= int(values["overlap"]) <= 100:
-        raise InvalidInput("overlap must be between 1 and 100")
-    if "lease_seconds" in values and int(values["lease_seconds"]) < 10:
-        raise InvalidInput("lease_seconds must be at least 10")
-    if "gold_rate" in values and not 0 <= float(values["gold_rate"]) <= 1:
-        raise InvalidInput("gold_rate must be between 0 and 1")
-    if "heldout_fraction" in values and not 0 <= float(values["heldout_fraction"]) <= 0.5:
-        raise InvalidInput("heldout_fraction must be between 0 and 0.5")
-    if values.get("rank_k") is not None and int(values["rank_k"]) < 2:
-        raise InvalidInput("rank_k must be at least 2")
+def _validate(values: dict[str, Any]) -> dict[str, Any]:
+    """The settings in `values`, checked against labeling.bounds and converted (a form or the
+    CLI may pass strings); None values are left for the caller to drop or keep."""
+    out = dict(values)
+    if out.get("overlap") is not None:
+        out["overlap"] = bounds.whole_number(out["overlap"], "overlap", *bounds.OVERLAP)
+    if out.get("lease_seconds") is not None:
+        out["lease_seconds"] = bounds.whole_number(
+            out["lease_seconds"], "lease_seconds", *bounds.LEASE_SECONDS
+        )
+    if out.get("gold_rate") is not None:
+        out["gold_rate"] = bounds.fraction(out["gold_rate"], "gold_rate")
+    if out.get("heldout_fraction") is not None:
+        out["heldout_fraction"] = bounds.fraction(
+            out["heldout_fraction"], "heldout_fraction", 0.0, 0.5
+        )
+    if out.get("rank_k") is not None:
+        out["rank_k"] = bounds.whole_number(out["rank_k"], "rank_k", *bounds.RANK_K)
+    if "guidelines" in out:
+        out["guidelines"] = bounds.check_guidelines(out["guidelines"])
+    return out
+
+
+def read_guidelines_file(path: str | os.PathLike[str]) -> str:
+    """Guidelines from a file (`rlhf projects create --guidelines FILE`): a regular UTF-8
+    file within the same cap as guidelines typed in the UI."""
+    return bounds.read_text_file(path, "guidelines file", max_bytes=bounds.GUIDELINES_MAX_BYTES)
 
 
 def create_project(
     session: Session, *, name: str, kind: str | ProjectKind, **values: Any
 ) -> Project:
-    name = (name or "").strip()
-    if not name or len(name) > 128:
-        raise InvalidInput("project name must be 1-128 characters")
+    name = bounds.check_name(name or "", "project")
     try:
         kind = ProjectKind(kind)
     except ValueError:
@@ -49,8 +66,7 @@ def create_project(
     unknown = set(values) - EDITABLE
     if unknown:
         raise InvalidInput(f"unknown project settings: {', '.join(sorted(unknown))}")
-    values = {k: v for k, v in values.items() if v is not None}
-    _validate(values)
+    values = _validate({k: v for k, v in values.items() if v is not None})
     if session.scalar(select(Project.id).where(Project.name == name)) is not None:
         raise Conflict(f"project {name!r} already exists")
     project = Project(name=name, kind=kind, **values)
@@ -75,7 +91,10 @@ def update_project(session: Session, project: Project, **values: Any) -> Project
     unknown = set(values) - EDITABLE
     if unknown:
         raise InvalidInput(f"unknown project settings: {', '.join(sorted(unknown))}")
-    _validate(values)
+    required = sorted(k for k in REQUIRED if k in values and values[k] is None)
+    if required:
+        raise InvalidInput(f"{', '.join(required)} cannot be empty")
+    values = _validate(values)
     for key, value in values.items():
         setattr(project, key, value)
     if "overlap" in values:

@@ -57,6 +57,7 @@ complete directory behind with no row: the next create of the same content reuse
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -72,7 +73,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
-from labeling.errors import InvalidInput, NotFound
+from labeling.errors import InvalidInput, NotFound, Unavailable
 from labeling.hashing import canonical_json
 from labeling.models import (
     Choice,
@@ -91,6 +92,7 @@ from labeling.models import (
 )
 from labeling.projects import get_project
 from labeling.settings import load_settings, resolve_under
+from labeling.tempdirs import clean_stale_temp_dirs
 
 FORMAT_VERSION = 1
 SPLITS = ("train", "heldout")
@@ -438,6 +440,9 @@ def _write_dir(
         return False
     parent = final.parent
     parent.mkdir(parents=True, exist_ok=True)
+    # What a killed writer left here (the UI's snapshot page included; the CLI also cleans
+    # at start-up): stale temp directories take space and are never renamed into place.
+    clean_stale_temp_dirs(load_settings().home, dirs=("snapshots",))
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=parent))
     try:
         for split in SPLITS:
@@ -464,9 +469,21 @@ def _write_dir(
             raise
         _fsync_dir(parent)
         return True
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError) and _disk_full(exc):
+            raise Unavailable(
+                f"disk full writing a snapshot under {parent}: free some space and retry; "
+                "nothing was written"
+            ) from exc
         raise
+
+
+def _disk_full(exc: OSError) -> bool:
+    # pyarrow re-raises a failed write as its own OSError, keeping the text but not the errno.
+    return exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)) or (
+        "No space left on device" in str(exc) or "Disk quota exceeded" in str(exc)
+    )
 
 
 # --- services ---------------------------------------------------------------------------

@@ -126,8 +126,96 @@ def test_refuses_pickle_only_directories(tmp_path):
         models.resolve_model("./no/such/dir")
     with pytest.raises(NotFound):
         models.resolve_model("not a model id")
-    hub = models.resolve_model("HuggingFaceTB/SmolLM2-135M-Instruct")  # resolved, not fetched
-    assert hub.path == hub.base_model == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    # a hub id with no local copy under HF_HUB_OFFLINE (set above): refused at once
+    with pytest.raises(NotFound, match="HF_HUB_OFFLINE is set"):
+        models.resolve_model("HuggingFaceTB/SmolLM2-135M-Instruct")
+
+
+def test_hub_id_without_network_fails_fast_in_one_sentence(monkeypatch, tmp_path):
+    """No offline variable and no network (as on every machine here): one short probe, not
+    a minute of retries and a 98-line traceback."""
+    import time
+
+    from huggingface_hub import constants
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    if models._hub_reachable():
+        pytest.skip("this machine reaches the hub")
+    start = time.monotonic()
+    with pytest.raises(NotFound, match="cannot be reached") as info:
+        models.load_policy("org/not-here")
+    assert time.monotonic() - start < 10
+    assert "\n" not in str(info.value)
+
+
+def test_hub_id_in_the_local_cache_loads_offline(monkeypatch, tmp_path):
+    """A hub id whose files are in the hub cache loads from there, with no network."""
+    from huggingface_hub import constants
+
+    cache = tmp_path / "hub"
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    snapshot = cache / "models--org--tiny" / "snapshots" / commit
+    save_tiny_policy(snapshot)
+    (cache / "models--org--tiny" / "refs").mkdir()
+    (cache / "models--org--tiny" / "refs" / "main").write_text(commit)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    resolved = models.resolve_model("org/tiny")
+    assert resolved.path == str(snapshot.resolve()) and resolved.base_model == "org/tiny"
+    model, _tok = models.load_policy("org/tiny")
+    assert isinstance(model, transformers.LlamaForCausalLM)
+
+
+def _bogus(tmp_path, how: str):
+    """A tiny policy folder whose model.safetensors is broken in the way `how` says."""
+    import struct
+
+    folder = save_tiny_policy(tmp_path / how)
+    weights = folder / "model.safetensors"
+    data = weights.read_bytes()
+    n = struct.unpack("<Q", data[:8])[0]
+    if how == "random":
+        weights.write_bytes(os.urandom(4096))
+    elif how == "truncated":
+        weights.write_bytes(data[: len(data) // 2])
+    elif how == "tiny":
+        weights.write_bytes(data[:5])
+    elif how == "lying-header":  # a tensor claims a larger shape than its bytes
+        import json
+
+        header = json.loads(data[8 : 8 + n])
+        name = next(k for k in header if k != "__metadata__")
+        header[name]["shape"] = [d * 4 for d in header[name]["shape"]]
+        raw = json.dumps(header).encode()
+        weights.write_bytes(struct.pack("<Q", len(raw)) + raw + data[8 + n :])
+    elif how == "header-length":
+        weights.write_bytes(struct.pack("<Q", 10**12) + data[8:])
+    elif how == "not-json":
+        weights.write_bytes(data[:8] + b"\xff" * n + data[8 + n :])
+    return folder, weights
+
+
+@pytest.mark.parametrize(
+    "how", ["random", "truncated", "tiny", "lying-header", "header-length", "not-json"]
+)
+def test_bogus_safetensors_are_refused_naming_the_file(tmp_path, how):
+    folder, weights = _bogus(tmp_path, how)
+    with pytest.raises(InvalidInput) as info:
+        models.load_policy(str(folder))
+    message = str(info.value)
+    assert str(weights) in message and "not a valid safetensors file" in message
+    assert "\n" not in message
+
+
+def test_bogus_safetensors_through_the_cli(cli, admin, tmp_path):
+    folder, weights = _bogus(tmp_path, "truncated")
+    result = cli("checkpoints", "add", "--model", str(folder), "--name", "broken", user=admin)
+    assert result.code == 1
+    assert "Traceback" not in result.err
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1 and str(weights) in lines[0]
+    assert cli("checkpoints", "list", "--json", user=admin).json() == []
 
 
 def test_default_reward_model_is_found_without_loading_policy():

@@ -15,6 +15,7 @@ import re
 from typing import Any
 
 from labeling import training_records
+from labeling.bounds import check_name
 from labeling.errors import InvalidInput
 
 
@@ -25,6 +26,10 @@ def add_model(
 
     if kind not in ("policy", "reward"):
         raise InvalidInput("kind must be policy or reward")
+    if name is not None:
+        # Refuse bidi/zero-width characters with their own sentence before the directory
+        # name's stricter ASCII rule (training_records.prepare_checkpoint_dir) applies.
+        name = check_name(name, "checkpoint")
     resolved = resolve_model(model, kind=kind)
     if resolved.checkpoint_id is not None:
         raise InvalidInput(f"{model!r} is already checkpoint {resolved.checkpoint_id}")

@@ -14,10 +14,14 @@ Specs, as `resolve_model` reads them:
     "checkpoint:ID"  a registered checkpoint (a bare integer means the same); its directory
                      must carry the COMPLETE marker.
     a directory      any local model directory with safetensors weights.
-    anything else    a Hugging Face hub id: only where a network (or the hub cache) exists.
+    anything else    a Hugging Face hub id: read from the local hub cache when it is there;
+                     otherwise refused at once when HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE is
+                     set or one short connection to the hub fails (no minute of retries).
 
 Weights are read from safetensors only (`use_safetensors=True`): a directory that holds only
-pickle weights (.bin, .pt, ...) is refused with a clear error, never unpickled.
+pickle weights (.bin, .pt, ...) is refused with a clear error, never unpickled. Every
+safetensors file's header is checked before loading (random bytes, a truncated file, sizes
+that do not add up): a bad file is refused in one sentence that names it.
 Heavy libraries (torch, transformers) are imported inside the functions.
 """
 
@@ -25,9 +29,11 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import os
 import shutil
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,6 +96,8 @@ def check_safetensors(directory: str | os.PathLike[str]) -> Path:
         raise NotFound(f"no model directory {directory}")
     names = [p.name for p in directory.iterdir() if p.is_file()]
     if any(n.endswith(".safetensors") or n.endswith(".safetensors.index.json") for n in names):
+        for name in sorted(n for n in names if n.endswith(".safetensors")):
+            check_safetensors_file(directory / name)
         return directory
     pickles = sorted(n for n in names if n.endswith(PICKLE_SUFFIXES))
     if pickles:
@@ -99,6 +107,58 @@ def check_safetensors(directory: str | os.PathLike[str]) -> Path:
             "model.save_pretrained(dir, safe_serialization=True) where you trust the file."
         )
     raise NotFound(f"{directory} has no model weights (*.safetensors)")
+
+
+# Bytes per element of the dtypes safetensors writes (unknown ones skip the size check).
+DTYPE_BYTES = {
+    "BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "F8_E8M0": 1,
+    "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
+    "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8, "C64": 8,
+}  # fmt: skip
+SAFETENSORS_MAX_HEADER = 100 * 1024 * 1024  # the format's own limit
+
+
+def check_safetensors_file(path: str | os.PathLike[str]) -> None:
+    """Refuse a file that is not a well-formed safetensors file, before any library maps it:
+    8 bytes of header length, a JSON header, and tensors whose byte ranges match their shapes
+    and lie inside the file."""
+    path = Path(path)
+
+    def bad(why: str) -> InvalidInput:
+        return InvalidInput(f"{path} is not a valid safetensors file ({why}): save it again")
+
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+        if len(head) < 8:
+            raise bad(f"only {size} bytes")
+        n = int.from_bytes(head, "little")
+        if n > min(size - 8, SAFETENSORS_MAX_HEADER):
+            raise bad(f"its header claims {n} bytes, the file has {size}")
+        try:
+            header = json.loads(fh.read(n))
+        except (UnicodeDecodeError, ValueError):
+            raise bad("its header is not JSON") from None
+    if not isinstance(header, dict):
+        raise bad("its header is not a JSON object")
+    data = size - 8 - n
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            begin, end = (int(x) for x in info["data_offsets"])
+            shape = [int(d) for d in info["shape"]]
+            dtype = str(info["dtype"])
+        except (KeyError, TypeError, ValueError):
+            raise bad(f"tensor {name!r} has no valid dtype, shape and data_offsets") from None
+        if not 0 <= begin <= end or any(d < 0 for d in shape):
+            raise bad(f"tensor {name!r} has negative sizes")
+        if end > data:
+            raise bad(f"tensor {name!r} ends at byte {end} of {data}: the file is truncated")
+        width = DTYPE_BYTES.get(dtype)
+        need = math.prod(shape) * width if width is not None else end - begin
+        if end - begin != need:
+            raise bad(f"tensor {name!r} has {end - begin} bytes, its {dtype} {shape} needs {need}")
 
 
 def default_policy_dir() -> Path:
@@ -190,19 +250,100 @@ def resolve_model(spec: str | int | None, *, kind: str = "policy", session=None)
     if path.exists() or spec.startswith((".", "/", "~")):
         return ResolvedModel(str(check_safetensors(path).resolve()), str(path.resolve()))
     if spec.count("/") == 1 and all(spec.split("/")):
-        return ResolvedModel(spec, spec)  # a hub id: from_pretrained fetches it (if it can)
+        return _hub_model(spec)
     raise NotFound(
         f"no model {spec!r}: use default, checkpoint:ID, a local directory or a hub id org/name"
     )
 
 
+OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+HUB_PROBE_TIMEOUT_S = 3.0
+_hub_reachable_cache: dict[str, bool] = {}
+
+
+def _offline_variable() -> str | None:
+    for name in OFFLINE_VARIABLES:
+        if os.environ.get(name, "").strip().upper() in ("1", "ON", "YES", "TRUE"):
+            return name
+    return None
+
+
+def _hub_reachable() -> bool:
+    """One TCP connection to the hub's endpoint, at most HUB_PROBE_TIMEOUT_S (in a thread: a
+    name lookup cannot be given a timeout). The hub client itself retries for about a minute."""
+    from urllib.parse import urlsplit
+
+    from huggingface_hub import constants
+
+    endpoint = urlsplit(constants.ENDPOINT)
+    host = endpoint.hostname or ""
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    if host in _hub_reachable_cache:
+        return _hub_reachable_cache[host]
+    result: list[bool] = []
+
+    def probe() -> None:
+        import socket
+
+        try:
+            socket.create_connection((host, port), timeout=HUB_PROBE_TIMEOUT_S).close()
+            result.append(True)
+        except OSError:
+            result.append(False)
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(HUB_PROBE_TIMEOUT_S + 1)
+    _hub_reachable_cache[host] = bool(result and result[0])
+    return _hub_reachable_cache[host]
+
+
+def _hub_model(repo_id: str) -> ResolvedModel:
+    """A hub id: its copy in the local hub cache if there is one (loaded as a local directory,
+    no network), else the id itself, but only when the hub can be reached right now."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        local = snapshot_download(repo_id, local_files_only=True)
+    except Exception:  # not cached (LocalEntryNotFoundError) or not a valid repo id
+        local = None
+    if local:
+        return ResolvedModel(str(check_safetensors(local).resolve()), repo_id)
+    where = f"no model {repo_id!r} here: it is not a local directory nor in the local hub cache"
+    offline = _offline_variable()
+    if offline:
+        raise NotFound(f"{where}, and {offline} is set; pass a local model directory instead")
+    if not _hub_reachable():
+        raise NotFound(
+            f"{where}, and the Hugging Face hub cannot be reached (no network); "
+            "pass a local model directory instead"
+        )
+    return ResolvedModel(repo_id, repo_id)  # from_pretrained fetches it
+
+
+def _tokenizer(path: str):
+    """AutoTokenizer.from_pretrained with a sentence for a folder that has no usable one."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError, KeyError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise InvalidInput(f"cannot load a tokenizer from {path} ({first})") from None
+
+
 def _pretrained(loader, path: str, **kwargs):
     """from_pretrained with safetensors only; a hub id that cannot be fetched reads clearly."""
+    from safetensors import SafetensorError
+
     try:
         return loader.from_pretrained(path, use_safetensors=True, **kwargs)
+    except SafetensorError as exc:  # what the header check above cannot see
+        raise InvalidInput(f"cannot read the safetensors weights in {path}: {exc}") from None
     except OSError as exc:
         if Path(path).is_dir():
-            raise
+            first = (str(exc).strip().splitlines() or ["unreadable"])[0][:200]
+            raise InvalidInput(f"cannot load the model in {path} ({first})") from None
         raise NotFound(
             f"could not load {path!r} from the Hugging Face hub (no network, HF_HUB_OFFLINE, "
             f"or no safetensors weights there): {exc}"
@@ -211,10 +352,10 @@ def _pretrained(loader, path: str, **kwargs):
 
 def load_policy(spec: str | int | None = DEFAULT, *, session=None, dtype=None):
     """(model, tokenizer) of a causal LM, with a pad token and a chat template set."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     resolved = resolve_model(spec, kind="policy", session=session)
-    tokenizer = AutoTokenizer.from_pretrained(resolved.path)
+    tokenizer = _tokenizer(resolved.path)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
     if not tokenizer.chat_template:
@@ -234,10 +375,10 @@ def load_reward_model(spec: str | int | None = DEFAULT, *, session=None, dtype=N
     A BERT tokenizer has no EOS token: it is set to SEP. Without a chat template, a plain
     one ([CLS] role: text [SEP] ...) is set so conversational rows can be scored.
     """
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoModelForSequenceClassification
 
     resolved = resolve_model(spec, kind="reward", session=session)
-    tokenizer = AutoTokenizer.from_pretrained(resolved.path)
+    tokenizer = _tokenizer(resolved.path)
     if tokenizer.eos_token is None:
         tokenizer.eos_token = tokenizer.sep_token or tokenizer.pad_token
     if tokenizer.pad_token is None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 
-from app.cli.common import acting_user, print_json, print_table, sessionmaker, transaction
+from app.cli.common import acting_user, id_arg, print_json, print_table, sessionmaker, transaction
 from labeling import arena
 from labeling.models import Role
 from labeling.projects import get_project
@@ -51,7 +51,9 @@ def register(sub) -> None:
 
     sc = asub.add_parser("schedule", help="create arena tasks from the answers there are")
     sc.add_argument("--project", required=True)
-    sc.add_argument("--checkpoint", type=int, help="only this checkpoint against its opponents")
+    sc.add_argument(
+        "--checkpoint", type=id_arg("checkpoint"), help="only this checkpoint against its opponents"
+    )
     sc.add_argument("--opponents", choices=["best", "all"])
     sc.add_argument("--json", action="store_true")
     sc.set_defaults(func=schedule)
@@ -63,7 +65,9 @@ def register(sub) -> None:
 
     en = asub.add_parser("enter", help="a checkpoint answers the arena's prompts and is paired")
     en.add_argument("--project", required=True)
-    en.add_argument("--checkpoint", type=int, required=True, help="policy checkpoint id")
+    en.add_argument(
+        "--checkpoint", type=id_arg("checkpoint"), required=True, help="policy checkpoint id"
+    )
     en.add_argument("--opponents", choices=["best", "all"])
     en.add_argument("--json", action="store_true")
     en.set_defaults(func=enter)
@@ -72,7 +76,9 @@ def register(sub) -> None:
         "judge", help="score the voted pairs with a reward model; agreement with the labelers"
     )
     jd.add_argument("--project", required=True)
-    jd.add_argument("--reward", type=int, required=True, help="reward checkpoint id")
+    jd.add_argument(
+        "--reward", type=id_arg("checkpoint"), required=True, help="reward checkpoint id"
+    )
     jd.add_argument("--json", action="store_true")
     jd.set_defaults(func=judge)
 

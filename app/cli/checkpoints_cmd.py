@@ -5,7 +5,7 @@ answer prompts and enter arenas as a baseline (training/add_model.py)."""
 
 from __future__ import annotations
 
-from app.cli.common import acting_user, print_json, print_table, sessionmaker, transaction
+from app.cli.common import acting_user, id_arg, print_json, print_table, sessionmaker, transaction
 from labeling import runs, training_records
 from labeling.models import CheckpointKind, Role
 
@@ -18,7 +18,7 @@ def register(sub) -> None:
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(func=list_checkpoints)
     sh = csub.add_parser("show", help="one checkpoint: run, snapshot, parents, config, evaluation")
-    sh.add_argument("id", type=int)
+    sh.add_argument("id", type=id_arg("checkpoint"))
     sh.add_argument("--json", action="store_true")
     sh.set_defaults(func=show)
     ad = csub.add_parser("add", help="register a model no run trained (e.g. the default policy)")

@@ -7,6 +7,7 @@ run engineer commands by accident. The acting account comes from --user or RLHF_
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -19,7 +20,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from labeling.db import make_engine, make_sessionmaker
-from labeling.errors import PermissionDenied
+from labeling.errors import NotFound, PermissionDenied
 from labeling.models import Role, User
 from labeling.users import count_users, require_role
 
@@ -59,6 +60,34 @@ def acting_user(session: Session, args, *roles: Role, bootstrap: bool = False) -
             f"(an account with role {' or '.join(r.value for r in roles) or 'any'})"
         )
     return require_role(session, name, *roles)
+
+
+# Ids are 64-bit in both databases; a bigger number must not reach the driver (SQLite's raises
+# OverflowError, psycopg's a DataError), and no row can have it anyway.
+MAX_ID = 2**63 - 1
+
+
+def id_arg(what: str):
+    """An argparse type for the id of a `what` ("snapshot", "checkpoint"): a positive whole
+    number; one beyond the 64-bit range gets the database's answer, "no snapshot with id N"."""
+
+    def parse(text: str) -> int:
+        text = text.strip()
+        if not text.isascii() or not text.isdigit():
+            raise argparse.ArgumentTypeError(
+                f"a {what} id is a positive whole number, not {text!r}"
+            )
+        value = int(text)
+        if value > MAX_ID:
+            raise NotFound(f"no {what} with id {value}")
+        if value < 1:
+            raise argparse.ArgumentTypeError(
+                f"a {what} id is a positive whole number, not {text!r}"
+            )
+        return value
+
+    parse.__name__ = f"{what} id"  # argparse names the type in its messages
+    return parse
 
 
 def _default(value: Any) -> Any:

@@ -8,7 +8,7 @@ rlhf eval policy --checkpoint 9 --reward checkpoint:4 --snapshot 3 --split heldo
 
 from __future__ import annotations
 
-from app.cli.common import acting_user, print_json, transaction
+from app.cli.common import acting_user, id_arg, print_json, transaction
 from labeling.models import Role
 
 
@@ -18,8 +18,12 @@ def register(sub) -> None:
     r = esub.add_parser(
         "reward", help="accuracy: how often reward(chosen) > reward(rejected) on a split"
     )
-    r.add_argument("--checkpoint", type=int, required=True, help="reward checkpoint id")
-    r.add_argument("--snapshot", type=int, required=True, help="preference snapshot id")
+    r.add_argument(
+        "--checkpoint", type=id_arg("checkpoint"), required=True, help="reward checkpoint id"
+    )
+    r.add_argument(
+        "--snapshot", type=id_arg("snapshot"), required=True, help="preference snapshot id"
+    )
     r.add_argument("--split", default="heldout", choices=["heldout", "train"])
     r.add_argument("--json", action="store_true")
     r.set_defaults(func=eval_reward)
@@ -29,11 +33,15 @@ def register(sub) -> None:
         description="Greedy answers to the split's prompts, scored by the reward model; the "
         "KL to the base is the mean over generated tokens of log p_policy - log p_base.",
     )
-    pol.add_argument("--checkpoint", type=int, required=True, help="policy checkpoint id")
+    pol.add_argument(
+        "--checkpoint", type=id_arg("checkpoint"), required=True, help="policy checkpoint id"
+    )
     pol.add_argument(
         "--reward", required=True, help="reward model: checkpoint:ID of a reward checkpoint"
     )
-    pol.add_argument("--snapshot", type=int, required=True, help="snapshot id (its prompts)")
+    pol.add_argument(
+        "--snapshot", type=id_arg("snapshot"), required=True, help="snapshot id (its prompts)"
+    )
     pol.add_argument("--split", default="heldout", choices=["heldout", "train"])
     pol.add_argument(
         "--base", help="policy to measure the KL against (default: the checkpoint's parent)"

@@ -12,7 +12,7 @@ the prompts already answered with the same sampling parameters.
 
 from __future__ import annotations
 
-from app.cli.common import acting_user, print_json, sessionmaker, transaction
+from app.cli.common import acting_user, id_arg, print_json, sessionmaker, transaction
 from labeling.models import Role
 
 JSON_IDS_MAX = 1000  # --json lists the new response ids up to this many
@@ -27,10 +27,12 @@ def register(sub) -> None:
         "Answers are stored as responses authored by the checkpoint, with their sampling "
         "parameters; prompts already answered with the same parameters are skipped.",
     )
-    p.add_argument("--checkpoint", type=int, required=True, help="policy checkpoint id")
+    p.add_argument(
+        "--checkpoint", type=id_arg("checkpoint"), required=True, help="policy checkpoint id"
+    )
     p.add_argument("--project", required=True, help="project name")
     p.add_argument("--split", default="heldout", choices=["heldout", "train", "all"])
-    p.add_argument("--n", type=int, default=1, help="answers per prompt (default 1)")
+    p.add_argument("--n", type=int, default=1, help="answers per prompt (1-64, default 1)")
     p.add_argument("--max_new_tokens", "--max-new-tokens", type=int, default=128)
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
     p.add_argument("--top_p", "--top-p", type=float, default=1.0)

@@ -57,12 +57,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Commands that write temp directories under $RLHF_HOME (or run jobs that do): stale ones
+# left by a killed predecessor are removed before they start (labeling/tempdirs.py).
+WRITERS = {"snapshot", "train", "checkpoints", "worker", "serve", "demo", "generate", "eval"}
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
     from labeling.errors import RLHFError
 
     try:
+        # Parsing is inside the net: an id type may answer "no snapshot with id N" (common.py).
+        args = build_parser().parse_args(argv)
+        if args.command in WRITERS:
+            from labeling.settings import load_settings
+            from labeling.tempdirs import clean_stale_temp_dirs
+
+            clean_stale_temp_dirs(load_settings().home)
         return args.func(args) or 0
     except RLHFError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -70,6 +80,29 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # the last net: one sentence, never a traceback
+        return _unexpected(exc)
+
+
+def _unexpected(exc: Exception) -> int:
+    import os
+
+    from labeling.errors import describe_failure
+    from labeling.settings import load_settings
+
+    if os.environ.get("RLHF_DEBUG") == "1":
+        raise exc
+    message = describe_failure(exc, database_url=load_settings().database_url)
+    if message is None and type(exc).__module__.startswith("alembic"):
+        message = str(exc)  # alembic's CommandError reads well ("Can't locate revision ...")
+    if message is None:
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        message = (
+            f"unexpected {type(exc).__name__}{': ' + first if first else ''} "
+            "(set RLHF_DEBUG=1 and run again to see the traceback)"
+        )
+    print(f"error: {message}", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

@@ -6,10 +6,7 @@ from pathlib import Path
 
 from app.cli.common import acting_user, print_json, print_table, transaction
 from labeling import projects
-from labeling.errors import InvalidInput
 from labeling.models import ProjectKind, Role
-
-MAX_GUIDELINES_BYTES = 1_000_000
 
 
 def register(sub) -> None:
@@ -19,8 +16,14 @@ def register(sub) -> None:
     cr.add_argument("name")
     cr.add_argument("--kind", required=True, choices=[k.value for k in ProjectKind])
     cr.add_argument("--overlap", type=int, help="labels wanted per item (default 1)")
-    cr.add_argument("--guidelines", type=Path, help="a Markdown file shown to labelers")
-    cr.add_argument("--lease-seconds", type=int, help="how long a claimed task stays reserved")
+    cr.add_argument(
+        "--guidelines", type=Path, help="a Markdown file shown to labelers (UTF-8, at most 256 kB)"
+    )
+    cr.add_argument(
+        "--lease-seconds",
+        type=int,
+        help="how long a claimed task stays reserved (10 s to 7 days; default 1800)",
+    )
     cr.add_argument("--gold-rate", type=float, help="share of claims that serve a gold item")
     cr.add_argument("--heldout-fraction", type=float, help="share of prompts held out (by hash)")
     cr.add_argument("--rank-k", type=int, help="answers per ranking task")
@@ -46,18 +49,7 @@ def row(p) -> dict:
 
 
 def create(args) -> int:
-    guidelines = None
-    if args.guidelines:
-        try:
-            data = args.guidelines.read_bytes()
-        except OSError as exc:
-            raise InvalidInput(f"cannot read guidelines: {exc}") from None
-        if len(data) > MAX_GUIDELINES_BYTES:
-            raise InvalidInput("guidelines file is larger than 1 MB")
-        try:
-            guidelines = data.decode("utf-8")
-        except UnicodeDecodeError:
-            raise InvalidInput("guidelines file is not UTF-8 text") from None
+    guidelines = projects.read_guidelines_file(args.guidelines) if args.guidelines else None
     with transaction() as s:
         acting_user(s, args, Role.admin)
         project = projects.create_project(

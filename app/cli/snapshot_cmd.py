@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.cli.common import acting_user, print_json, print_table, transaction
+from app.cli.common import acting_user, id_arg, print_json, print_table, transaction
 from labeling import projects, snapshots
 from labeling.models import Origin, Role, SnapshotKind
 
@@ -29,7 +29,7 @@ def register(sub) -> None:
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(func=list_snapshots)
     sh = ssub.add_parser("show", help="one snapshot: counts, stats, files")
-    sh.add_argument("id", type=int)
+    sh.add_argument("id", type=id_arg("snapshot"))
     sh.add_argument("--json", action="store_true")
     sh.set_defaults(func=show)
 

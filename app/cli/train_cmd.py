@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 
-from app.cli.common import acting_user, print_json, sessionmaker, transaction
+from app.cli.common import acting_user, id_arg, print_json, sessionmaker, transaction
 from labeling.errors import InvalidInput
 from labeling.models import Role
 
@@ -58,7 +58,11 @@ def register(sub) -> None:
             help=help_text,
             description=f"{help_text}. Extra flags are TRL config fields: --max_steps 2.",
         )
-        r.add_argument("--snapshot", type=int, help="snapshot id to train on (not with --resume)")
+        r.add_argument(
+            "--snapshot",
+            type=id_arg("snapshot"),
+            help="snapshot id to train on (not with --resume)",
+        )
         r.add_argument(
             "--base",
             help=f"{what} model to start from: default, checkpoint:ID, a directory, a hub id",
@@ -147,7 +151,7 @@ def _queue_and_resume_arguments(r) -> None:
     )
     r.add_argument(
         "--resume",
-        type=int,
+        type=id_arg("training run"),
         metavar="RUN_ID",
         help="continue a failed or killed run from its last trainer checkpoint",
     )
