@@ -32,8 +32,10 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, aliased
 
+from labeling import bounds
 from labeling import leaderboard as lb
 from labeling.errors import InvalidInput
+from labeling.generations import MAX_NEW_TOKENS, MAX_SEED
 from labeling.models import (
     Assignment,
     AssignmentStatus,
@@ -103,13 +105,18 @@ def configure(session: Session, project: Project, **values: Any) -> dict[str, An
     values = {k: v for k, v in values.items() if v is not None}
     if "opponents" in values and values["opponents"] not in _OPPONENTS:
         raise InvalidInput("opponents must be 'best' or 'all'")
-    for key in ("max_prompts", "min_pair_votes", "max_new_tokens"):
-        if key in values and int(values[key]) < (0 if key == "min_pair_votes" else 1):
-            raise InvalidInput(f"{key} must be a positive number")
-    if "temperature" in values and not 0 <= float(values["temperature"]) <= 5:
-        raise InvalidInput("temperature must be between 0 and 5")
-    if "top_p" in values and not 0 < float(values["top_p"]) <= 1:
-        raise InvalidInput("top_p must be in (0, 1]")
+    # Upper bounds too: a huge max_new_tokens or seed would only fail later, mid-generation.
+    limits = {"max_prompts": (1, 10**6), "min_pair_votes": (0, 10**4),
+              "max_new_tokens": (1, MAX_NEW_TOKENS), "seed": (0, MAX_SEED)}  # fmt: skip
+    for key, (low, high) in limits.items():
+        if key in values:
+            values[key] = bounds.whole_number(values[key], key, low, high)
+    if "temperature" in values:
+        values["temperature"] = bounds.fraction(values["temperature"], "temperature", 0.0, 5.0)
+    if "top_p" in values:
+        values["top_p"] = bounds.fraction(values["top_p"], "top_p", 0.0, 1.0)
+        if values["top_p"] == 0:
+            raise InvalidInput("top_p must be in (0, 1]")
     merged = {**settings(project), **values}
     # A new dict, so that SQLAlchemy sees the JSON column change.
     project.settings = {**dict(project.settings or {}), "arena": merged}

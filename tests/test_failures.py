@@ -183,6 +183,36 @@ def test_generation_numbers_are_bounded_before_any_model_loads(key, value, words
             )
 
 
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (("leaderboard", "--project", "p", "--bootstrap", "1000000000000"), "--bootstrap: must be"),
+        (("serve", "--port", "99999"), "--port: must be from 1 to 65535"),
+        (("worker", "--max-runs", "0"), "--max-runs: must be from 1"),
+        (("eval", "policy", "--checkpoint", "1", "--reward", "checkpoint:1", "--snapshot", "1",
+          "--max_new_tokens", "99999999999"), "must be from 1 to 32768, not"),
+    ],
+)  # fmt: skip
+def test_other_numeric_flags_are_refused_while_parsing(cli, admin, args, words):
+    result = cli(*args, user=admin)
+    assert result.code == 2
+    assert words in result.err and "Traceback" not in result.err
+
+
+def test_arena_settings_have_upper_bounds_and_keep_what_was_set(Session):
+    from labeling import arena
+
+    with Session.begin() as s:
+        p = projects.create_project(s, name="ar", kind="arena")
+        arena.configure(s, p, max_new_tokens=64)
+    for key, value in [("max_new_tokens", 10**9), ("seed", 2**70), ("max_prompts", 10**12),
+                       ("temperature", float("nan")), ("top_p", 0)]:  # fmt: skip
+        with Session.begin() as s, pytest.raises(InvalidInput, match=key):
+            arena.configure(s, projects.get_project(s, "ar"), **{key: value})
+    with Session() as s:
+        assert arena.settings(projects.get_project(s, "ar"))["max_new_tokens"] == 64
+
+
 # --- guideline files ----------------------------------------------------------------------
 
 

@@ -233,3 +233,19 @@ def test_expiry_ends_a_live_session_at_the_next_click(Session, app_test):
     run(at)
     assert not signed_in(at)
     assert any("Your session has ended" in t for t in texts(at))
+
+
+def test_an_unreachable_database_at_login_is_one_sentence(tmp_path, monkeypatch):
+    # Port 1 on loopback: nothing listens, so every connection is refused at once.
+    monkeypatch.setenv("RLHF_DATABASE_URL", "postgresql+psycopg://nobody:secret@127.0.0.1:1/x")
+    app.ui.db._sessionmaker.clear()
+    script = tmp_path / "main.py"
+    script.write_text(MAIN.read_text(encoding="utf-8"), encoding="utf-8")
+    try:
+        at = log_in(run(AppTest.from_file(str(script), default_timeout=30)), "admin", PASSWORD)
+    finally:
+        app.ui.db._sessionmaker.clear()
+    shown = " ".join(texts(at))
+    assert "cannot reach the database" in shown, shown
+    assert "secret" not in shown and "Traceback" not in shown
+    assert not signed_in(at)

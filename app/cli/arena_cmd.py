@@ -13,7 +13,15 @@ from __future__ import annotations
 
 import argparse
 
-from app.cli.common import acting_user, id_arg, print_json, print_table, sessionmaker, transaction
+from app.cli.common import (
+    acting_user,
+    id_arg,
+    int_in,
+    print_json,
+    print_table,
+    sessionmaker,
+    transaction,
+)
 from labeling import arena
 from labeling.models import Role
 from labeling.projects import get_project
@@ -29,7 +37,7 @@ def register(sub) -> None:
     ap.add_argument("--project", required=True, help="the arena project")
     ap.add_argument("--from", dest="source", required=True, help="the project to copy from")
     ap.add_argument("--split", default="heldout", choices=["heldout", "train", "all"])
-    ap.add_argument("--limit", type=int)
+    ap.add_argument("--limit", type=int_in(1, 10**9))
     ap.add_argument("--json", action="store_true")
     ap.set_defaults(func=add_prompts)
 

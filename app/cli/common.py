@@ -90,6 +90,23 @@ def id_arg(what: str):
     return parse
 
 
+def int_in(low: int, high: int):
+    """An argparse type for a whole number in [low, high]: out-of-range values are refused
+    while parsing, before they can overflow a timedelta, a driver or a tensor shape."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be from {low} to {high}, not {value}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
 def _default(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()

@@ -8,7 +8,7 @@ rlhf eval policy --checkpoint 9 --reward checkpoint:4 --snapshot 3 --split heldo
 
 from __future__ import annotations
 
-from app.cli.common import acting_user, id_arg, print_json, transaction
+from app.cli.common import acting_user, id_arg, int_in, print_json, transaction
 from labeling.models import Role
 
 
@@ -46,7 +46,7 @@ def register(sub) -> None:
     pol.add_argument(
         "--base", help="policy to measure the KL against (default: the checkpoint's parent)"
     )
-    pol.add_argument("--max_new_tokens", "--max-new-tokens", type=int, default=64)
+    pol.add_argument("--max_new_tokens", "--max-new-tokens", type=int_in(1, 32768), default=64)
     pol.add_argument("--json", action="store_true")
     pol.set_defaults(func=eval_policy)
 

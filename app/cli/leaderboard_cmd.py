@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sys
 
-from app.cli.common import acting_user, print_json, print_table, transaction
+from app.cli.common import acting_user, int_in, print_json, print_table, transaction
 from labeling import arena
 from labeling import leaderboard as lb
 from labeling.errors import InvalidInput
@@ -37,20 +37,24 @@ def register(sub) -> None:
     p.add_argument("--skip-invalid", action="store_true",
                    help="with --battles: leave out bad rows (a model against itself, an unknown "
                    "winner, a missing name) and list them on stderr, instead of refusing the file")  # fmt: skip
-    p.add_argument("--bootstrap", type=int, default=100, help="bootstrap rounds (default 100)")
+    p.add_argument(
+        "--bootstrap", type=int_in(0, 100_000), default=100, help="bootstrap rounds (default 100)"
+    )
     p.add_argument("--ci", choices=["bootstrap", "sandwich"], default="bootstrap",
                    help="confidence intervals: bootstrap, or the sandwich estimator (fast)")  # fmt: skip
     p.add_argument("--ties", choices=["half", "davidson"], default="half",
                    help="a tie counts as half a win (default), or Davidson's tie model")  # fmt: skip
     p.add_argument("--anchor", help="pin this model's rating (default: centre the scale)")
     p.add_argument("--anchor-rating", type=float, default=lb.DEFAULT_ANCHOR_RATING)
-    p.add_argument("--min-votes", type=int, default=1, help="rank models with this many votes")
+    p.add_argument(
+        "--min-votes", type=int_in(1, 10**9), default=1, help="rank models with this many votes"
+    )
     p.add_argument("--style", action="store_true",
                    help="length/style-controlled ratings (needs the answers' text: --project, or "
                    "conv_metadata in the file)")  # fmt: skip
     p.add_argument("--category", help="only battles of this category")
     p.add_argument("--by-category", action="store_true", help="one table per category")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int_in(0, 2**32 - 1), default=0)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=leaderboard)
 

@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from app.cli.common import acting_user, transaction
+from app.cli.common import acting_user, int_in, transaction
 from labeling.models import Role
 
 MAIN = Path(__file__).resolve().parents[1] / "ui" / "main.py"
@@ -19,8 +19,10 @@ LAUNCHER = MAIN.with_name("rlhf_app.py")
 def register(sub) -> None:
     p = sub.add_parser("serve", help="start the labeling UI in the browser (Streamlit)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8501)
-    p.add_argument("--max-upload-mb", type=int, default=50, help="largest import upload")
+    p.add_argument("--port", type=int_in(1, 65535), default=8501)
+    p.add_argument(
+        "--max-upload-mb", type=int_in(1, 10_000), default=50, help="largest import upload"
+    )
     p.set_defaults(func=serve)
 
 

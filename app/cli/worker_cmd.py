@@ -11,7 +11,7 @@ or the UI's "launch training" form and cancelled from the UI (training/worker.py
 
 from __future__ import annotations
 
-from app.cli.common import acting_user, sessionmaker, transaction
+from app.cli.common import acting_user, int_in, sessionmaker, transaction
 from labeling.models import Role
 
 
@@ -32,7 +32,7 @@ def register(sub) -> None:
         type=float,
         help="mark running runs with no heartbeat for this many seconds failed (dead workers)",
     )
-    p.add_argument("--max-runs", type=int, help="exit after this many runs")
+    p.add_argument("--max-runs", type=int_in(1, 10**9), help="exit after this many runs")
     p.add_argument("--json", action="store_true", help="one JSON object per line per run")
     p.set_defaults(func=worker)
 

@@ -90,7 +90,11 @@ def engineer_pages() -> list:
     ]
 
 
-user = auth.current_user()
+try:
+    user = auth.current_user()
+except RLHFError as exc:  # the database is unreachable or full: a sentence before any page
+    st.error(render.inert_markdown(str(exc)))
+    st.stop()
 auth.sync_cookie()
 if user is None:
     page = st.navigation(
