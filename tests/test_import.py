@@ -33,6 +33,8 @@ from labeling.models import (
     TaskStatus,
 )
 from labeling.projects import create_project
+from tests import import_rows
+from tests.import_rows import pairs, write_jsonl
 
 # ../shared beside the checkout (as in CI); RLHF_SHARED_DIR points elsewhere if needed.
 SHARED = Path(os.environ.get("RLHF_SHARED_DIR") or Path(__file__).resolve().parents[2] / "shared")
@@ -41,29 +43,13 @@ HH_EARLY_DIFF = [451, 519]  # pairs whose transcripts differ before the last ass
 HH_EMPTY_ANSWER = 275  # the chosen transcript ends with an empty assistant answer
 
 
-def write_jsonl(path: Path, rows: list) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return path
-
-
-def pairs(n: int, start: int = 0) -> list[dict]:
-    return [
-        {"prompt": f"Question {i}?", "chosen": f"Good answer {i}.", "rejected": f"Bad answer {i}."}
-        for i in range(start, start + n)
-    ]
+def counts(Session) -> dict[str, int]:  # noqa: N803
+    return import_rows.counts(Session, (*import_rows.TABLES, TaskCandidate))
 
 
 def project(Session, name="p", kind="pairwise", **values):  # noqa: N803
     with Session.begin() as s:
         return create_project(s, name=name, kind=kind, **values).id
-
-
-def counts(Session) -> dict[str, int]:  # noqa: N803
-    with Session() as s:
-        return {
-            m.__tablename__: s.scalar(select(func.count()).select_from(m))
-            for m in (Prompt, Response, Task, TaskCandidate, Preference, Demonstration)
-        }
 
 
 def run_import(Session, path, name="p", **kw):  # noqa: N803

@@ -17,37 +17,18 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from labeling import importer, users
 from labeling.errors import InvalidInput
 from labeling.import_formats import ColumnMap, Limits
-from labeling.models import Demonstration, Preference, Prompt, Response, Task
+from labeling.models import Prompt
 from labeling.projects import create_project
+from tests.import_rows import counts, pairs, write_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
 PASSWORD = "Import-tests-unusual-42"
 PEAK_MB = 500
-
-
-def write_jsonl(path: Path, rows: list) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return path
-
-
-def pairs(n: int, start: int = 0) -> list[dict]:
-    return [
-        {"prompt": f"Question {i}?", "chosen": f"Good answer {i}.", "rejected": f"Bad answer {i}."}
-        for i in range(start, start + n)
-    ]
-
-
-def counts(Session) -> dict[str, int]:  # noqa: N803
-    with Session() as s:
-        return {
-            m.__tablename__: s.scalar(select(func.count()).select_from(m))
-            for m in (Prompt, Response, Task, Preference, Demonstration)
-        }
 
 
 @pytest.fixture

@@ -7,10 +7,9 @@ the reason; every refusal leaves what was already saved as it was. SQLite and Po
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 import app.ui.db
 from app.ui import state
@@ -18,22 +17,10 @@ from app.ui.pages import admin_import
 from labeling import importer, users, web_sessions
 from labeling.models import Choice, Demonstration, Preference, Prompt, Response, Task, TaskStatus
 from labeling.projects import create_project
+from tests.import_rows import counts, write_jsonl
 
 PASSWORD = "Import-tests-unusual-42"
 SKY = [{"role": "user", "content": "What color is the sky?"}]
-
-
-def write_jsonl(path: Path, rows: list) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return path
-
-
-def counts(Session) -> dict[str, int]:  # noqa: N803
-    with Session() as s:
-        return {
-            m.__tablename__: s.scalar(select(func.count()).select_from(m))
-            for m in (Prompt, Response, Task, Preference, Demonstration)
-        }
 
 
 @pytest.fixture

@@ -6,19 +6,10 @@ import sys
 from pathlib import Path
 
 from app.cli.common import acting_user, print_json, transaction
+from labeling.import_formats import FORMATS
 from labeling.models import Role
 
-FORMAT_CHOICES = [
-    "auto",
-    "prompts",
-    "messages",
-    "prompt-completion",
-    "preference",
-    "hh-rlhf",
-    "candidates",
-    "comparison",
-    "alpacafarm",
-]
+FORMAT_CHOICES = ["auto", *FORMATS]
 MB = 1024 * 1024
 
 
