@@ -1,4 +1,4 @@
-"""Bradley–Terry leaderboard: ours (labeling.leaderboard) against Chatbot Arena's way, one run.
+"""Bradley–Terry leaderboard: ours (labeling.ratings.leaderboard) against Chatbot Arena's way, one run.
 
     python bench/leaderboard.py [--battles 1000000] [--models 100] [--rounds 100]
                                 [--style-rounds 4] [--seed 0]
@@ -57,7 +57,7 @@ import pandas as pd  # noqa: E402
 from scipy.optimize import minimize  # noqa: E402
 from scipy.special import expit  # noqa: E402
 
-from labeling.leaderboard import (  # noqa: E402
+from labeling.ratings.leaderboard import (  # noqa: E402
     ELO_SCALE,
     RIDGE,
     WINNERS,

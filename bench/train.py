@@ -217,8 +217,8 @@ def run_reward(variant: str, opts) -> dict:
 def run_accuracy(opts) -> dict:
     """The default reward model, cpu-demo preset, one epoch on the HH snapshot's train split
     through the real recipe (reward/train.py): its held-out accuracy."""
+    from labeling.accounts.users import add_user
     from labeling.db import make_engine, make_sessionmaker
-    from labeling.users import add_user
     from reward.train import run
 
     maker = make_sessionmaker(make_engine())

@@ -9,7 +9,8 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from labeling import projects, users
+from labeling import projects
+from labeling.accounts import users
 from labeling.models import Project, User
 from labeling.tasks import add_compare_task, add_prompt, add_response, add_write_task
 

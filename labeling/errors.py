@@ -57,7 +57,7 @@ def describe_failure(exc: BaseException, *, database_url: str | None = None) -> 
 
     Database writes happen in one transaction that is rolled back on any error, so for the
     database cases "nothing was saved" is true; for files, the writers use temp directories
-    that are removed on failure (labeling/snapshots.py, labeling/training_records.py).
+    that are removed on failure (labeling/snapshots.py, labeling/registry/training_records.py).
     """
     from sqlalchemy import exc as sa_exc
 

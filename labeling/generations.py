@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 from labeling.errors import InvalidInput
 from labeling.hashing import sha256_text
 from labeling.models import AuthorKind, Checkpoint, CheckpointKind, Prompt, Response, Split
-from labeling.training_records import get_checkpoint
+from labeling.registry.training_records import get_checkpoint
 
 SOURCE = "generate"
 KEY_FIELDS = ("temperature", "top_p", "max_new_tokens", "seed")

@@ -2,7 +2,7 @@
 
 Snapshots, checkpoints and the default model's safetensors cache are written into a `.tmp-*`
 directory beside their final place and renamed into it (labeling/snapshots.py,
-labeling/training_records.py, training/models.py). A writer killed half-way (kill -9, power
+labeling/registry/training_records.py, training/models.py). A writer killed half-way (kill -9, power
 loss) cannot clean up; the commands that write these call `clean_stale_temp_dirs` when they
 start. A temp directory is stale when nothing in it changed for `max_age` seconds: a live
 writer touches its files as it writes them, and none of them spends an hour between files.

@@ -16,8 +16,8 @@ from __future__ import annotations
 from typing import Any
 
 from labeling import arena
-from labeling import leaderboard as lb
 from labeling.projects import get_project
+from labeling.ratings import leaderboard as lb
 
 
 def judge_arena(sessionmaker, *, project: str, reward_checkpoint_id: int) -> dict[str, Any]:

@@ -33,8 +33,8 @@ import argparse
 import sys
 from typing import Any
 
-from labeling import training_records
 from labeling.errors import RLHFError
+from labeling.registry import training_records
 from labeling.snapshots import get_snapshot, read_split, snapshot_files
 from training import common
 

@@ -8,8 +8,9 @@ import json
 import pytest
 from sqlalchemy import func, select
 
-from labeling import arena, projects, users
+from labeling import arena, projects
 from labeling import labeler_views as lv
+from labeling.accounts import users
 from labeling.errors import InvalidInput
 from labeling.models import (
     Assignment,

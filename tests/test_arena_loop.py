@@ -17,7 +17,7 @@ import test_train_dpo_rl as dpo_rl  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 
 from labeling import labeler_views as lv  # noqa: E402
-from labeling import users  # noqa: E402
+from labeling.accounts import users
 from labeling.models import Project, Response, Task  # noqa: E402
 
 db_url, Session, snaps, tiny_models, checkpoints = (

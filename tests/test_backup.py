@@ -13,7 +13,8 @@ import pytest
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
-from labeling import backup, migrate, projects, queue, users, web_sessions
+from labeling import backup, migrate, projects, queue
+from labeling.accounts import users, web_sessions
 from labeling.db import is_sqlite, make_engine, make_sessionmaker
 from labeling.errors import InvalidInput
 from labeling.models import Base, Preference, Task, User, WebSession

@@ -2,7 +2,7 @@
 
 from sqlalchemy import select
 
-from labeling import users
+from labeling.accounts import users
 from labeling.db import make_engine, make_sessionmaker
 from labeling.models import Project, Role, User
 
@@ -163,7 +163,7 @@ def test_labeler_cannot_create_projects_or_read_status(cli, admin, db_url):
 
 
 def test_set_password_admin_for_anyone_user_for_themselves(cli, admin, db_url):
-    from labeling import web_sessions
+    from labeling.accounts import web_sessions
 
     add = ["users", "add", "lab", "--role", "labeler", "--password-stdin"]
     assert cli(*add, stdin="first-password\n", user=admin).code == 0

@@ -1,6 +1,7 @@
 from sqlalchemy import func, select
 
-from labeling import projects, queue, users
+from labeling import projects, queue
+from labeling.accounts import users
 from labeling.db import make_engine, make_sessionmaker
 from labeling.models import Task, User
 

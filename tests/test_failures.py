@@ -22,7 +22,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, event, func, select
 
-from labeling import bounds, projects, queue, users
+from labeling import bounds, projects, queue
+from labeling.accounts import users
 from labeling.errors import InvalidInput, Unavailable
 from labeling.models import Assignment, Demonstration, Draft, Project, Prompt, Snapshot, User
 from labeling.tasks import add_compare_task, add_prompt, add_response
@@ -645,8 +646,9 @@ def test_a_claim_on_a_full_disk_shows_a_sentence_in_the_page(tmp_path, sqlite_te
     from streamlit.testing.v1 import AppTest
 
     from app.ui import state
-    from labeling import demo, web_sessions
+    from labeling import demo
     from labeling import labeler_views as lv
+    from labeling.accounts import web_sessions
     from labeling.db import make_engine, make_sessionmaker
 
     with tiny_tmpfs(tmp_path / "disk", "8m") as disk:

@@ -18,10 +18,10 @@ import torch  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 from test_training_models import save_tiny_policy, word_tokenizer  # noqa: E402
 
-from labeling import training_records  # noqa: E402
 from labeling.hashing import prompt_hash, sha256_text  # noqa: E402
 from labeling.models import AuthorKind, Prompt, Response  # noqa: E402
 from labeling.projects import create_project  # noqa: E402
+from labeling.registry import training_records
 from training import generate as gen  # noqa: E402
 from training.models import load_policy  # noqa: E402
 

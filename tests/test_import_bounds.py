@@ -19,7 +19,8 @@ import pyarrow.parquet as pq
 import pytest
 from sqlalchemy import select
 
-from labeling import importer, users
+from labeling import importer
+from labeling.accounts import users
 from labeling.errors import InvalidInput
 from labeling.import_formats import ColumnMap, Limits
 from labeling.models import Prompt

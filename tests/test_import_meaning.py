@@ -14,7 +14,8 @@ from sqlalchemy import select
 import app.ui.db
 from app.ui import state
 from app.ui.pages import admin_import
-from labeling import importer, users, web_sessions
+from labeling import importer
+from labeling.accounts import users, web_sessions
 from labeling.models import Choice, Demonstration, Preference, Prompt, Response, Task, TaskStatus
 from labeling.projects import create_project
 from tests.import_rows import counts, write_jsonl

@@ -8,7 +8,8 @@ import pytest
 from sqlalchemy import func, select
 
 from labeling import labeler_views as lv
-from labeling import projects, users
+from labeling import projects
+from labeling.accounts import users
 from labeling.errors import InvalidInput
 from labeling.models import (
     Assignment,

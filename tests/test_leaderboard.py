@@ -1,4 +1,4 @@
-"""Bradley–Terry leaderboard maths (labeling.leaderboard) on synthetic votes: no database.
+"""Bradley–Terry leaderboard maths (labeling.ratings.leaderboard) on synthetic votes: no database.
 
 Battles come from known strengths, so the fit can be checked against the truth, against
 scipy's L-BFGS-B on the same objective, and against itself (warm vs cold, anchored vs centred).
@@ -15,7 +15,7 @@ from scipy.optimize import minimize
 from scipy.stats import spearmanr
 
 from labeling.errors import InvalidInput, NotFound
-from labeling.leaderboard import (
+from labeling.ratings.leaderboard import (
     DEFAULT_ANCHOR_RATING,
     ELO_SCALE,
     RIDGE,

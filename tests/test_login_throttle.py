@@ -10,8 +10,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from labeling import login_throttle, users
-from labeling.login_throttle import TooManyAttempts
+from labeling.accounts import login_throttle, users
+from labeling.accounts.login_throttle import TooManyAttempts
 from labeling.models import LoginThrottle, utcnow
 
 RIGHT = "the-right-password"
@@ -118,7 +118,7 @@ def test_counters_are_forgotten_an_hour_after_the_last_failure(Session, ann):
 def test_the_lock_holds_across_processes(Session, ann, db_url):
     # Another server process records the failures; this one must see the lock.
     code = (
-        "from labeling import login_throttle\n"
+        "from labeling.accounts import login_throttle\n"
         "from labeling.db import make_sessionmaker\n"
         "with make_sessionmaker().begin() as s:\n"
         f"    for _ in range({login_throttle.FREE_PER_ACCOUNT + 4}):\n"

@@ -23,8 +23,8 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from test_training_models import save_tiny_policy  # noqa: E402
 
-from labeling import training_records  # noqa: E402
 from labeling.errors import InvalidInput  # noqa: E402
+from labeling.registry import training_records
 from labeling.settings import load_settings  # noqa: E402
 from training import common  # noqa: E402
 from training.models import load_policy  # noqa: E402

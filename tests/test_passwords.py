@@ -4,7 +4,7 @@ from before it keep working. Both databases."""
 import pytest
 from argon2 import PasswordHasher
 
-from labeling import passwords, users
+from labeling.accounts import passwords, users
 from labeling.errors import InvalidInput, NotFound, PermissionDenied
 from labeling.models import User
 

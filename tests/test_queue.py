@@ -10,7 +10,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from labeling import projects, queue, users
+from labeling import projects, queue
+from labeling.accounts import users
 from labeling.errors import Conflict, InvalidInput, PermissionDenied
 from labeling.models import (
     Assignment,

@@ -25,8 +25,8 @@ import pytest  # noqa: E402
 from sqlalchemy import select  # noqa: E402
 from test_train_sft_reward import snaps, tiny_models  # noqa: E402, F401  (fixtures)
 
-from labeling import run_queue  # noqa: E402
 from labeling.models import Checkpoint, RunMetric, RunStatus, TrainingRun  # noqa: E402
+from labeling.registry import run_queue
 from labeling.settings import load_settings  # noqa: E402
 from training.common import last_trainer_checkpoint  # noqa: E402
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from labeling import importer, projects, runs, snapshots, users
+from labeling import importer, projects, snapshots
+from labeling.accounts import users
 from labeling.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from labeling.models import (
     Checkpoint,
@@ -14,6 +15,7 @@ from labeling.models import (
     TrainingRun,
     utcnow,
 )
+from labeling.registry import runs
 
 
 def seed(Session):

@@ -7,7 +7,8 @@ from datetime import timedelta
 
 import pandas as pd
 
-from labeling import importer, projects, queue, stats, users
+from labeling import importer, projects, queue, stats
+from labeling.accounts import users
 from labeling.models import utcnow
 from labeling.tasks import add_compare_task, add_prompt, add_response
 

@@ -26,8 +26,8 @@ import pytest  # noqa: E402
 import test_train_dpo_rl as dpo_rl  # noqa: E402
 from sqlalchemy import select  # noqa: E402
 
-from labeling import training_records  # noqa: E402
 from labeling.models import Checkpoint, RunMetric, RunStatus, TrainingRun  # noqa: E402
+from labeling.registry import training_records
 from labeling.settings import load_settings  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -20,8 +20,9 @@ import pytest  # noqa: E402
 import test_train_sft_reward as shared  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 
-from labeling import snapshots, training_records  # noqa: E402
+from labeling import snapshots
 from labeling.models import Checkpoint, RunMetric, RunStatus, TrainingRun  # noqa: E402
+from labeling.registry import training_records
 
 # The SFT/reward tests' fixtures: SQLite only, the seeded project's snapshots, tiny models.
 db_url, Session, snaps, tiny_models = (

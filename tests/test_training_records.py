@@ -1,6 +1,6 @@
 """What a running trainer writes: run records, metrics, atomic checkpoint directories.
 
-No torch here: labeling.training_records takes plain values (a test keeps labeling free of
+No torch here: labeling.registry.training_records takes plain values (a test keeps labeling free of
 torch). Runs on SQLite and on PostgreSQL.
 """
 
@@ -9,8 +9,6 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from labeling import runs
-from labeling import training_records as tr
 from labeling.errors import Conflict, InvalidInput
 from labeling.hashing import prompt_hash
 from labeling.models import (
@@ -25,6 +23,8 @@ from labeling.models import (
     TrainingRun,
     User,
 )
+from labeling.registry import runs
+from labeling.registry import training_records as tr
 from labeling.settings import load_settings
 
 

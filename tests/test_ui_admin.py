@@ -17,7 +17,8 @@ from streamlit.testing.v1 import AppTest
 import app.ui.db
 from app.ui import state
 from app.ui.pages import admin_import
-from labeling import projects, queue, runs, users, web_sessions
+from labeling import projects, queue
+from labeling.accounts import users, web_sessions
 from labeling.db import make_engine, make_sessionmaker
 from labeling.models import (
     Checkpoint,
@@ -30,6 +31,7 @@ from labeling.models import (
     TrainingRun,
     User,
 )
+from labeling.registry import runs
 from labeling.tasks import add_compare_task, add_prompt, add_response
 
 ADMIN_ONLY = ["admin_projects", "admin_users", "admin_dashboard"]

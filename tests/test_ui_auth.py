@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 import app.ui.db
 from app.ui import state
-from labeling import login_throttle, users, web_sessions
+from labeling.accounts import login_throttle, users, web_sessions
 from labeling.db import make_engine, make_sessionmaker
 
 MAIN = Path(__file__).resolve().parents[1] / "app" / "ui" / "main.py"

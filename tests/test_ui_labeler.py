@@ -11,7 +11,8 @@ from streamlit.testing.v1 import AppTest
 
 from app.ui import state
 from app.ui.render import inert_markdown
-from labeling import demo, projects, web_sessions
+from labeling import demo, projects
+from labeling.accounts import web_sessions
 from labeling.db import make_engine, make_sessionmaker
 from labeling.models import (
     Assignment,

@@ -5,7 +5,7 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
-from labeling import users, web_sessions
+from labeling.accounts import users, web_sessions
 from labeling.models import Role, WebSession, utcnow
 
 

@@ -1,4 +1,4 @@
-"""`rlhf worker` and the atomic claim of queued runs (labeling/run_queue.py).
+"""`rlhf worker` and the atomic claim of queued runs (labeling/registry/run_queue.py).
 
 The claim tests run on SQLite and PostgreSQL: two claimers, each with its own engine (as two
 hosts would have), start at once and every queued run is claimed by exactly one of them.
@@ -17,10 +17,10 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 import pytest  # noqa: E402
 from sqlalchemy import func, select, update  # noqa: E402
 
-from labeling import run_queue, runs  # noqa: E402
 from labeling.db import make_engine, make_sessionmaker  # noqa: E402
 from labeling.errors import Conflict  # noqa: E402
 from labeling.models import Checkpoint, RunStatus, TrainingRun, User  # noqa: E402
+from labeling.registry import run_queue, runs
 
 N_RUNS = 24
 

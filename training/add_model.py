@@ -14,9 +14,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from labeling import training_records
 from labeling.bounds import check_name
 from labeling.errors import InvalidInput
+from labeling.registry import training_records
 
 
 def add_model(

@@ -4,7 +4,7 @@
 
 After a training run registers a policy checkpoint, `enter_auto_arenas` does this for every
 arena project whose settings say `auto_enter` (the default): answers are generated with the
-project's sampling settings (labeling/arena.py DEFAULTS) and the checkpoint is scheduled
+project's sampling settings (labeling/arena DEFAULTS) and the checkpoint is scheduled
 against the project's opponents (the current leader, or everyone). A failure here never
 fails the training run that triggered it: it is reported and the checkpoint stays registered.
 """

@@ -288,7 +288,7 @@ def run_dir(run_id: int) -> Path:
 def start_run(launch: Launch, sessionmaker, **fields) -> tuple[int, str | None]:
     """Record the run as running (rank 0; fields as training_records.start_run takes them);
     every rank gets (run id, snapshot SHA-256)."""
-    from labeling import training_records
+    from labeling.registry import training_records
 
     started: list[int] = []
 
@@ -388,9 +388,9 @@ def save_model(
 def write_checkpoint(launch: Launch, name: str, save) -> Path:
     """Write $RLHF_HOME/checkpoints/NAME atomically with every rank taking part: rank 0 makes
     the temp dir, every rank calls save(tmp), all wait for each other, then rank 0 fsyncs,
-    renames it into place and writes the COMPLETE marker (labeling.training_records). Every
+    renames it into place and writes the COMPLETE marker (labeling.registry.training_records). Every
     rank gets the final path; on a failure rank 0 removes the temp dir."""
-    from labeling import training_records
+    from labeling.registry import training_records
 
     tmp = launch.share(lambda: training_records.prepare_checkpoint_dir(name))
     try:
@@ -417,7 +417,7 @@ def make_recorder(sessionmaker, run_id: int, launch: Launch | None = None):
     rank 0 stores them and decides, and every rank stops together."""
     from transformers import TrainerCallback
 
-    from labeling import training_records
+    from labeling.registry import training_records
 
     launch = launch or Launch()
 
@@ -535,7 +535,7 @@ def register_and_finish(
     """Rank 0 registers the checkpoint with its lineage (parent = the base it started from),
     marks the run succeeded with `metrics()` and drops the trainer's resume checkpoints; every
     rank gets (checkpoint_id, metrics)."""
-    from labeling import training_records
+    from labeling.registry import training_records
 
     def register():
         values = metrics()
@@ -562,7 +562,7 @@ def record_failure(
     Only rank 0 writes. Another rank leaves its error in the run directory, and rank 0 puts
     the other ranks' errors first in the run's error: when one rank fails, rank 0 often only
     sees the consequence (a broken collective, or torchrun's SIGTERM)."""
-    from labeling import training_records
+    from labeling.registry import training_records
 
     launch = launch or Launch()
     if isinstance(exc, Stopped):
@@ -615,9 +615,9 @@ def engineer_id(name: str | None, sessionmaker=None) -> int:
     """The id of the engineer or admin running a recipe directly (--user or RLHF_USER)."""
     import os
 
+    from labeling.accounts.users import require_role
     from labeling.errors import PermissionDenied
     from labeling.models import Role
-    from labeling.users import require_role
 
     name = name or os.environ.get("RLHF_USER")
     if not name:

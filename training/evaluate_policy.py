@@ -76,7 +76,7 @@ def evaluate_policy(
     batch_size: int = 8,
 ) -> dict[str, Any]:
     """{"mean_reward", "kl_to_base", "n", "mean_completion_tokens", ...} on one split."""
-    from labeling import training_records
+    from labeling.registry import training_records
     from labeling.snapshots import get_snapshot, read_split
     from reward.evaluate import score
     from training.models import load_policy, load_reward_model, resolve_model

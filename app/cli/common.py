@@ -19,10 +19,10 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from labeling.accounts.users import count_users, require_role
 from labeling.db import make_engine, make_sessionmaker
 from labeling.errors import NotFound, PermissionDenied
 from labeling.models import Role, User
-from labeling.users import count_users, require_role
 
 _sessionmaker = None
 

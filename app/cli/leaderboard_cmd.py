@@ -5,8 +5,8 @@
     rlhf leaderboard --battles votes.csv --skip-invalid    # leave out bad rows, listed on stderr
 -> [{"model": ..., "rating": 1032.4, "ci_low": ..., "ci_high": ..., "rank": 1, "votes": 812}, ...]
 
-The maths is labeling/leaderboard.py; votes on an arena project become battles in
-labeling/arena.py. Unranked models (too few votes, not connected to the others) are listed
+The maths is labeling/ratings/leaderboard.py; votes on an arena project become battles in
+labeling/arena. Unranked models (too few votes, not connected to the others) are listed
 with rating null and a note on stderr. A disconnected battle graph ranks the group with the
 most battles (or the anchor's); the note names the groups left unranked.
 """
@@ -17,9 +17,9 @@ import sys
 
 from app.cli.common import acting_user, int_in, print_json, print_table, transaction
 from labeling import arena
-from labeling import leaderboard as lb
 from labeling.errors import InvalidInput
 from labeling.projects import get_project
+from labeling.ratings import leaderboard as lb
 
 
 def register(sub) -> None:

@@ -184,7 +184,7 @@ def _flag_config(flags: list[str]) -> dict:
 
 
 def _queue_or_resume(args, user_id) -> int:
-    from labeling import run_queue, runs
+    from labeling.registry import run_queue, runs
 
     if args.queue and args.resume is not None:
         raise InvalidInput("--queue and --resume do not go together")

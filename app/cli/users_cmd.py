@@ -8,7 +8,7 @@ import getpass
 import sys
 
 from app.cli.common import acting_user, print_json, print_table, transaction
-from labeling import users
+from labeling.accounts import users
 from labeling.errors import InvalidInput, PermissionDenied
 from labeling.models import Role
 

@@ -1,7 +1,7 @@
 """Who is using this browser session, checked against the database on every run.
 
 The session holds a login token (st.session_state); every rerun looks it up in the
-database (labeling.web_sessions.lookup, one indexed query), so logging out in another tab,
+database (labeling.accounts.web_sessions.lookup, one indexed query), so logging out in another tab,
 expiry, deactivation, a password change and a role change all apply at the next click,
 in every tab and for every copy of the cookie. Single sign-on (st.login) gets a token too.
 
@@ -19,7 +19,7 @@ import streamlit as st
 from app.ui import state
 from app.ui.db import transaction
 from app.ui.web_security import COOKIE, SESSION_PATH
-from labeling import login_throttle, users, web_sessions
+from labeling.accounts import login_throttle, users, web_sessions
 from labeling.errors import InvalidInput, PermissionDenied
 from labeling.models import Role
 

@@ -64,7 +64,7 @@ def _same_origin(request: Request) -> bool:
 
 def _token_is_live(token: str) -> int | None:
     """Seconds the cookie may live, or None when the token is not a live session."""
-    from labeling import web_sessions
+    from labeling.accounts import web_sessions
     from labeling.db import make_sessionmaker
 
     global _sessions

@@ -9,7 +9,7 @@ import urllib.request
 import pytest
 from sqlalchemy import func, select
 
-from labeling import login_throttle, users, web_sessions
+from labeling.accounts import login_throttle, users, web_sessions
 from labeling.models import WebSession
 from tests.browser.conftest import (
     ADMIN,

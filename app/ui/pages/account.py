@@ -8,7 +8,7 @@ import streamlit as st
 from app.ui import auth
 from app.ui.pages.admin_projects import flash, show_flash
 from app.ui.render import inert_markdown, inline
-from labeling import users
+from labeling.accounts import users
 from labeling.errors import RLHFError
 
 KEY = "account-"

@@ -18,7 +18,8 @@ import streamlit as st
 from app.ui import auth
 from app.ui.db import transaction
 from app.ui.render import inert_markdown
-from labeling import importer, projects, users
+from labeling import importer, projects
+from labeling.accounts import users
 from labeling.errors import RLHFError
 from labeling.import_formats import FORMATS, ColumnMap
 from labeling.models import ProjectKind, Role

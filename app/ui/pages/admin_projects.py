@@ -16,7 +16,8 @@ import streamlit as st
 from app.ui import auth, state
 from app.ui.db import transaction
 from app.ui.render import inert_markdown, untrusted
-from labeling import arena, projects, stats, users
+from labeling import arena, projects, stats
+from labeling.accounts import users
 from labeling.errors import RLHFError
 from labeling.models import ProjectKind, Role
 

@@ -14,7 +14,7 @@ from app.ui import auth
 from app.ui.db import transaction
 from app.ui.pages.admin_projects import act, show_flash
 from app.ui.render import inline
-from labeling import users
+from labeling.accounts import users
 from labeling.errors import InvalidInput, PermissionDenied
 from labeling.models import Role
 

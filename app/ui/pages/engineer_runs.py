@@ -9,8 +9,8 @@ import streamlit as st
 from app.ui import auth, state
 from app.ui.db import transaction
 from app.ui.pages.admin_projects import act, show_flash
-from labeling import runs
 from labeling.models import Role, RunStatus
+from labeling.registry import runs
 
 ROLES = (Role.admin, Role.engineer)
 LIVE = ("queued", "running")

@@ -1,7 +1,7 @@
 """Engineer · Launch training: record a QUEUED training run; a worker runs it later.
 
 Config keys are TRL's own field names (learning_rate, max_steps, ...), stored as they are
-on the run; labeling.runs.queue_training_run checks that the snapshot and checkpoints fit.
+on the run; labeling.registry.runs.queue_training_run checks that the snapshot and checkpoints fit.
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ import yaml
 from app.ui import auth
 from app.ui.db import transaction
 from app.ui.pages.admin_projects import act, show_flash
-from labeling import runs, snapshots
+from labeling import snapshots
 from labeling.errors import InvalidInput
 from labeling.models import Role, RunKind
+from labeling.registry import runs
 
 ROLES = (Role.admin, Role.engineer)
 KINDS = [k.value for k in RunKind]

@@ -1,7 +1,7 @@
 """Leaderboard (every role): Bradley–Terry ratings of an arena's contestants with confidence
 intervals, a win-rate heatmap, votes over time and a per-category view.
 
-The maths is labeling/leaderboard.py; labeling.arena.leaderboard_view turns the arena's votes
+The maths is labeling/ratings/leaderboard.py; labeling.arena.leaderboard_view turns the arena's votes
 into battles and fits them. Model names come from the checkpoint registry and are shown as
 data (table cells, chart labels), never as Markdown or HTML.
 """

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from app.ui import auth, state
-from labeling.login_throttle import TooManyAttempts
+from labeling.accounts.login_throttle import TooManyAttempts
 
 
 def render() -> None:

@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, aliased
 
+from labeling.accounts.users import require_role
 from labeling.errors import Conflict, InvalidInput, NotFound
 from labeling.models import (
     Checkpoint,
@@ -41,7 +42,6 @@ from labeling.models import (
     User,
     utcnow,
 )
-from labeling.users import require_role
 
 #: Snapshot kinds each run kind can train on.
 SNAPSHOT_KINDS: dict[RunKind, tuple[SnapshotKind, ...]] = {

@@ -15,7 +15,7 @@ Matchmaking runs through the claim order (Task.priority, higher first), set by `
    confidence intervals most is served next.
 It runs after every `REBALANCE_EVERY`-th vote of a project, after `schedule`, and on demand.
 
-Votes become battles (`battles`) for labeling.leaderboard: choice a/b/tie/both_bad map to
+Votes become battles (`battles`) for labeling.ratings.leaderboard: choice a/b/tie/both_bad map to
 model_a / model_b / tie / "tie (bothbad)"; the prompt's category and the answers' markdown
 style come along for the per-category and style-controlled views.
 """
@@ -33,7 +33,6 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, aliased
 
 from labeling import bounds
-from labeling import leaderboard as lb
 from labeling.errors import InvalidInput
 from labeling.generations import MAX_NEW_TOKENS, MAX_SEED
 from labeling.models import (
@@ -55,6 +54,7 @@ from labeling.models import (
     TaskStatus,
     utcnow,
 )
+from labeling.ratings import leaderboard as lb
 from labeling.tasks import add_compare_task, add_prompt, add_response
 
 HUMAN = "human"

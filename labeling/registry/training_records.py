@@ -12,7 +12,7 @@
 Under torchrun / accelerate launch the directory is written in two steps:
 prepare_checkpoint_dir (rank 0 makes the temp dir), every rank saves into it, then
 finish_checkpoint_dir (rank 0: fsync, rename, marker). Checkpoints are listed by
-labeling.runs.list_checkpoints and traced by labeling.runs.lineage; `describe_checkpoint`
+labeling.registry.runs.list_checkpoints and traced by labeling.registry.runs.lineage; `describe_checkpoint`
 adds the run, the directory and the parent chain for `rlhf checkpoints show`.
 
 Service functions take the session first and never commit. Like the rest of `labeling`, this
@@ -52,7 +52,7 @@ from labeling.models import (
     User,
     utcnow,
 )
-from labeling.runs import get_run, lineage
+from labeling.registry.runs import get_run, lineage
 from labeling.settings import load_settings, resolve_under
 
 COMPLETE_MARKER = "COMPLETE"
@@ -97,7 +97,7 @@ def start_run(
 ) -> TrainingRun:
     """Record a run as RUNNING now. run_id: a QUEUED run (claimed by a worker) to start
     instead of a new one; with claimed=True, a run already set RUNNING by
-    labeling.run_queue (claim_next_run, or reopen_run for --resume): its host and start
+    labeling.registry.run_queue (claim_next_run, or reopen_run for --resume): its host and start
     time stay. The snapshot's SHA-256 is pinned on the run."""
     snapshot = session.get(Snapshot, int(snapshot_id))
     if snapshot is None:
@@ -341,7 +341,7 @@ def get_checkpoint(session: Session, checkpoint_id: int) -> Checkpoint:
 
 def describe_checkpoint(session: Session, checkpoint: Checkpoint) -> dict[str, Any]:
     """Everything about one checkpoint, with its run and its chain of parents (the same
-    chain as labeling.runs.lineage; checkpoints are listed by labeling.runs.list_checkpoints)."""
+    chain as labeling.registry.runs.lineage; checkpoints are listed by labeling.registry.runs.list_checkpoints)."""
     run = session.get(TrainingRun, checkpoint.run_id) if checkpoint.run_id else None
     creator = (
         session.scalar(select(User.name).where(User.id == run.created_by))

@@ -20,7 +20,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from labeling import users
+from labeling.accounts import users
 from labeling.errors import RLHFError
 from labeling.models import LoginThrottle, User, utcnow
 

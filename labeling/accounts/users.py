@@ -1,4 +1,4 @@
-"""Accounts and roles. Passwords are hashed with argon2id and follow labeling.passwords.
+"""Accounts and roles. Passwords are hashed with argon2id and follow labeling.accounts.passwords.
 
 Deactivating an account or changing its password ends all of its browser sessions
 (web_sessions.end_all): reactivation does not bring old cookies back."""
@@ -12,7 +12,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from labeling import passwords, web_sessions
+from labeling.accounts import passwords, web_sessions
 from labeling.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from labeling.models import Role, User
 
