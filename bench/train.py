@@ -142,7 +142,7 @@ def run_dpo(variant: str, opts) -> dict:
 
     from trl import DPOConfig, DPOTrainer
 
-    from training import common
+    from training import spec as common
     from training.models import load_policy, resolve_model
 
     preset = common.load_preset("cpu-demo", "dpo")
@@ -181,7 +181,7 @@ def run_dpo(variant: str, opts) -> dict:
 def run_reward(variant: str, opts) -> dict:
     from trl import RewardConfig, RewardTrainer
 
-    from training import common
+    from training import spec as common
     from training.models import load_reward_model, resolve_model
 
     preset = common.load_preset("cpu-demo", "reward")

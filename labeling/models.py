@@ -30,6 +30,23 @@ from sqlalchemy import Enum as SAEnum
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from labeling.kinds import (  # re-exported: the enums live there, free of SQLAlchemy
+    AssignmentStatus,
+    AuthorKind,
+    CheckpointKind,
+    Choice,
+    FlagReason,
+    Origin,
+    ProjectKind,
+    Role,
+    RunKind,
+    RunStatus,
+    SnapshotKind,
+    Split,
+    TaskKind,
+    TaskStatus,
+)
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -76,96 +93,6 @@ def _enum(cls: type[enum.Enum], name: str) -> SAEnum:
         values_callable=lambda e: [m.value for m in e],
         validate_strings=True,
     )
-
-
-class Role(enum.StrEnum):
-    admin = "admin"
-    engineer = "engineer"
-    labeler = "labeler"
-
-
-class ProjectKind(enum.StrEnum):
-    sft = "sft"
-    pairwise = "pairwise"
-    ranking = "ranking"
-    arena = "arena"
-
-
-class Split(enum.StrEnum):
-    train = "train"
-    heldout = "heldout"
-
-
-class AuthorKind(enum.StrEnum):
-    labeler = "labeler"
-    checkpoint = "checkpoint"
-    imported = "import"
-
-
-class TaskKind(enum.StrEnum):
-    write = "write"
-    compare = "compare"
-    rank = "rank"
-    arena = "arena"
-
-
-class TaskStatus(enum.StrEnum):
-    open = "open"
-    done = "done"
-    retired = "retired"
-
-
-class AssignmentStatus(enum.StrEnum):
-    active = "active"
-    submitted = "submitted"
-    skipped = "skipped"
-    released = "released"
-    expired = "expired"
-
-
-class Origin(enum.StrEnum):
-    labeler = "labeler"
-    imported = "import"
-
-
-class Choice(enum.StrEnum):
-    a = "a"
-    b = "b"
-    tie = "tie"
-    both_bad = "both_bad"
-
-
-class FlagReason(enum.StrEnum):
-    unsafe = "unsafe"
-    unanswerable = "unanswerable"
-    personal_data = "personal_data"
-    other = "other"
-
-
-class SnapshotKind(enum.StrEnum):
-    sft = "sft"
-    preference = "preference"
-    kto = "kto"
-
-
-class RunKind(enum.StrEnum):
-    sft = "sft"
-    reward = "reward"
-    dpo = "dpo"
-    rl = "rl"
-
-
-class RunStatus(enum.StrEnum):
-    queued = "queued"
-    running = "running"
-    succeeded = "succeeded"
-    failed = "failed"
-    cancelled = "cancelled"
-
-
-class CheckpointKind(enum.StrEnum):
-    policy = "policy"
-    reward = "reward"
 
 
 class Base(DeclarativeBase):

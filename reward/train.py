@@ -24,21 +24,24 @@ Top to bottom:
 Multi-process (`torchrun --nproc_per_node 8 -m reward.train ...`, `accelerate launch ...`,
 or `rlhf train reward` under either): every rank trains, rank 0 alone evaluates and writes
 the run, its metrics and the checkpoint's registration - one run and one checkpoint per
-launch (training/common.py).
+launch (training/launch.py).
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 from typing import Any
 
-from labeling.errors import RLHFError
-from labeling.registry import training_records
-from labeling.snapshots import get_snapshot, read_split, snapshot_files
-from training import common
+from training import cli
+from training.spec import DEFAULT_PRESET, RunSpec
 
 COLUMNS = ["prompt", "chosen", "rejected", "margin"]
+
+
+HELP = "a reward model on a preference snapshot (TRL RewardTrainer)"
+BASE_HELP = "model to start from (default: all-MiniLM-L6-v2)"
+# `python -m reward.train` standalone, or `rlhf train reward`: make_parser(subparsers)
+make_parser = cli.parser_maker("reward", "reward.train", __doc__, help=HELP, base_help=BASE_HELP)
 
 
 def run(
@@ -46,7 +49,7 @@ def run(
     snapshot_id: int,
     created_by: int | None,
     base: str | None = None,
-    preset: str = common.DEFAULT_PRESET,
+    preset: str = DEFAULT_PRESET,
     flags: list[str] | tuple[str, ...] = (),
     sessionmaker=None,
     json_output: bool = False,
@@ -54,140 +57,86 @@ def run(
     resume: bool = False,
 ) -> dict[str, Any]:
     """Train, evaluate, record, register. Returns {"run_id", "checkpoint_id", "metrics"}."""
-    from trl import RewardConfig
-
+    from labeling.registry import training_records
+    from labeling.snapshots import get_snapshot, read_split, snapshot_files
+    from training import data
+    from training.launch import Launch
     from training.models import resolve_model
+    from training.recorder import recorded_run
+    from training.spec import peft_config
 
-    sessionmaker = sessionmaker or common.default_sessionmaker()
-    timer = common.Timer()
+    sessionmaker = sessionmaker or cli.default_sessionmaker()
+    timer = cli.Timer()
     # 1. config (under torchrun / accelerate launch this also joins the ranks together)
-    config, model_config, record = common.parse_config(RewardConfig, preset, "reward", list(flags))
-    launch = common.Launch.current()
+    spec = RunSpec.from_flags(
+        "reward", snapshot_id=snapshot_id, base=base, preset=preset, flags=flags
+    )
+    config, model_config, record = spec.parse()
+    launch = Launch.current()
     base = base or model_config.model_name_or_path or "default"
     # 2. the snapshot, checked before any model loads
     with sessionmaker.begin() as s:
         snapshot = get_snapshot(s, snapshot_id)
         files = snapshot_files(snapshot)
-        rows = common.check_snapshot(snapshot, "preference", files)
+        rows = data.check_snapshot(snapshot, "preference", files)
         heldout = read_split(snapshot, "heldout")
     resolved = launch.share(lambda: resolve_model(base, kind="reward"))
-    # 3. the run record: rank 0 writes it, every rank gets its id
-    run_id, snapshot_sha = common.start_run(
+    # 3. the run record: rank 0 writes it, every rank gets its id; a failure inside is recorded
+    with recorded_run(
         launch,
         sessionmaker,
+        timer=timer,
+        trainer_args=config,
+        run_id=run_id,
+        json_output=json_output,
         kind="reward",
         snapshot_id=snapshot_id,
         config={**record, "recipe": "reward/train.py", "preset": preset, "base": base},
         created_by=created_by,
         base_checkpoint_id=resolved.checkpoint_id,
-        run_id=run_id,  # a run claimed by a worker or reopened for --resume
-        claimed=run_id is not None,
-    )
-    run_dir = common.run_dir(run_id)  # the trainer's output_dir, the same on every rank
-    recorder = None
-    try:
-        with common.stdout_to_stderr(json_output):
-            # 4. model and trainer
-            from trl import RewardTrainer
+    ) as run:
+        # 4. model and trainer
+        from trl import RewardTrainer
 
-            from reward.evaluate import preference_accuracy
-            from training.models import load_reward_model
+        from reward.evaluate import preference_accuracy
+        from training.models import load_reward_model
 
-            model, tokenizer = load_reward_model(resolved.path)
-            config.output_dir = str(run_dir)
-            dataset = common.load_split(files, "train", COLUMNS, run_dir / "datasets")
-            recorder = common.make_recorder(sessionmaker, run_id, launch)
-            trainer = RewardTrainer(
-                model=model,
-                args=config,
-                train_dataset=dataset,
-                processing_class=tokenizer,
-                peft_config=common.peft_config(model_config),
-                callbacks=[recorder],
+        model, tokenizer = load_reward_model(resolved.path)
+        trainer = RewardTrainer(
+            model=model,
+            processing_class=tokenizer,  # BERT's: SEP doubles as EOS
+            args=config,
+            callbacks=[run.recorder],
+            peft_config=peft_config(model_config),
+            train_dataset=data.load_split(files, "train", COLUMNS, run.dir / "datasets"),
+        )
+        output = run.train(trainer, resume)
+        # 5. the model (LoRA merged), saved by every rank into the checkpoint's temporary
+        # directory, then evaluated on the held-out split by rank 0 (read back if sharded)
+        evaluation: dict[str, Any] = {}
+
+        def evaluate(final, directory):
+            if final is None:
+                final = load_reward_model(str(directory))[0]
+            evaluation.update(
+                {"split": "heldout", **preference_accuracy(final, tokenizer, heldout)}
             )
-            # --resume: continue from the newest complete trainer checkpoint in run_dir
-            last = launch.share(lambda: common.last_trainer_checkpoint(run_dir)) if resume else None
-            output = trainer.train(resume_from_checkpoint=last)
-            common.check_result(recorder, trainer.model, launch)
-            # 5. the model (LoRA merged), saved by every rank into the checkpoint's temporary
-            # directory, then evaluated on the held-out split by rank 0 (read back if sharded)
-            evaluation: dict[str, Any] = {}
 
-            def save(directory):
-                final = common.save_model(
-                    trainer,
-                    tokenizer,
-                    directory,
-                    launch,
-                    merge_lora=model_config.use_peft,
-                    load_base=lambda: load_reward_model(resolved.path)[0],
-                )
-                if launch.is_main:
-                    if final is None:
-                        final = load_reward_model(str(directory))[0]
-                    accuracy = preference_accuracy(final, tokenizer, heldout)
-                    evaluation.update({"split": "heldout", **accuracy})
-
-            # 6. rank 0 renames it into place (atomically) and registers it with its lineage
-            name = training_records.checkpoint_name("reward", run_id, snapshot_sha)
-            directory = common.write_checkpoint(launch, name, save)
-
-        def final_metrics():  # on rank 0, from its recorder
-            return {
-                "train_loss": output.training_loss,
-                "steps": output.global_step,
-                "train_rows": rows["train"],
-                "heldout_accuracy": evaluation["accuracy"],
-                "heldout_n": evaluation["n"],
-                "seconds": timer.seconds(),
-                **{k: v for k, v in recorder.last.items() if k.startswith("train_")},
-            }
-
-        checkpoint_id, metrics = common.register_and_finish(
-            launch,
-            sessionmaker,
-            run_id,
-            kind="reward",
-            directory=directory,
-            resolved=resolved,
-            config=record,
-            metrics=final_metrics,
-            recorder=recorder,
-            run_dir=run_dir,
+        # 6. rank 0 renames it into place (atomically) and registers it with its lineage
+        directory = run.save_model(
+            training_records.checkpoint_name("reward", run.id, run.snapshot_sha), trainer,
+            tokenizer, merge_lora=model_config.use_peft, then=evaluate,
+            load_base=lambda: load_reward_model(resolved.path)[0],
+        )  # fmt: skip
+        return run.finish(
+            output, kind="reward", directory=directory, resolved=resolved, config=record,
             evaluation=evaluation,
-        )
-    except BaseException as exc:
-        error = common.record_failure(sessionmaker, run_id, exc, recorder, launch)
-        if error is exc:
-            raise
-        raise error from exc
-    return {"run_id": run_id, "checkpoint_id": checkpoint_id, "metrics": metrics}
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m reward.train",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    common.add_arguments(parser, base_help="model to start from (default: all-MiniLM-L6-v2)")
-    args, flags = parser.parse_known_args(argv)
-    try:
-        user = common.engineer_id(args.user)
-        result = run(
-            snapshot_id=args.snapshot,
-            created_by=user,
-            base=args.base,
-            preset=args.preset,
-            flags=flags,
-            json_output=args.json,
-        )
-    except RLHFError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    common.print_result(result, args.json)
-    return 0
+            counts=lambda: {
+                "train_rows": rows["train"], "heldout_accuracy": evaluation["accuracy"],
+                "heldout_n": evaluation["n"],
+            },
+        )  # fmt: skip
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.recipe_main(make_parser(), run, sys.argv[1:]))

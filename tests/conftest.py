@@ -22,6 +22,12 @@ from labeling import migrate
 from labeling.db import make_engine, make_sessionmaker
 from labeling.models import Base
 
+# Tests never reach a model hub. pytest imports this file before any test module, so this is
+# set before anything imports transformers, datasets or huggingface_hub (which read it once,
+# at import; nothing imported above loads them). Subprocesses inherit it.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
 PG_URL = os.environ.get("RLHF_TEST_POSTGRES_URL")
 # CI sets this: a PostgreSQL test that skips then fails the run instead of passing quietly.
 REQUIRE_POSTGRES = os.environ.get("RLHF_REQUIRE_POSTGRES") == "1"

@@ -19,6 +19,7 @@ from labeling.models import (
     CheckpointKind,
     Origin,
     Preference,
+    Prompt,
     Split,
     Task,
     TaskKind,
@@ -217,7 +218,7 @@ def test_new_checkpoint_meets_the_leader_only(Session):
     with Session.begin() as s:
         assert arena.current_leader(s, project) == ids["sft"]
         new = _checkpoint(s, "dpo")
-        for prompt in s.scalars(select(arena.Prompt).where(arena.Prompt.project_id == project.id)):
+        for prompt in s.scalars(select(Prompt).where(Prompt.project_id == project.id)):
             add_response(s, prompt, f"dpo on {prompt.id}", author_kind=AuthorKind.checkpoint,
                          checkpoint_id=new)  # fmt: skip
         out = arena.schedule(s, project, checkpoint_id=new)
@@ -256,13 +257,13 @@ def test_copy_prompts_and_settings_are_checked(Session):
         for i in range(40):
             add_prompt(s, source, f"prompt {i}", category="c")
         held = s.scalar(select(func.count()).where(
-            arena.Prompt.project_id == source.id, arena.Prompt.split == Split.heldout))  # fmt: skip
+            Prompt.project_id == source.id, Prompt.split == Split.heldout))  # fmt: skip
         project = projects.create_project(s, name="arena", kind="arena")
         out = arena.copy_prompts(s, project, source)
         assert out == {"copied": held, "already_there": 0} and 0 < held < 40
         assert arena.copy_prompts(s, project, source)["copied"] == 0
         assert arena.copy_prompts(s, project, source, split="all")["copied"] == 40 - held
-        copied = s.scalars(select(arena.Prompt).where(arena.Prompt.project_id == project.id)).all()
+        copied = s.scalars(select(Prompt).where(Prompt.project_id == project.id)).all()
         assert {p.split for p in copied} == {Split.heldout} and {p.category for p in copied} == {
             "c"
         }
@@ -341,5 +342,5 @@ def test_prompts_imported_into_an_arena_are_all_held_out(cli, admin, tmp_path, S
     assert r.code == 0, r.err
     with Session.begin() as s:
         project = projects.get_project(s, "arena")
-        splits = s.scalars(select(arena.Prompt.split).where(arena.Prompt.project_id == project.id))
+        splits = s.scalars(select(Prompt.split).where(Prompt.project_id == project.id))
         assert list(splits) == [Split.heldout] * 30

@@ -8,17 +8,12 @@ test_train_sft_reward.py / test_train_dpo_rl.py (SQLite; HF offline).
 
 from __future__ import annotations
 
-import os
+import test_train_dpo_rl as dpo_rl
+from sqlalchemy import func, select
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-
-import test_train_dpo_rl as dpo_rl  # noqa: E402
-from sqlalchemy import func, select  # noqa: E402
-
-from labeling import labeler_views as lv  # noqa: E402
+from labeling import labeler_views as lv
 from labeling.accounts import users
-from labeling.models import Project, Response, Task  # noqa: E402
+from labeling.models import Project, Response, Task
 
 db_url, Session, snaps, tiny_models, checkpoints = (
     dpo_rl.db_url,

@@ -8,22 +8,19 @@ local PostgreSQL (db_url). Nothing is downloaded (HF_HUB_OFFLINE=1).
 from __future__ import annotations
 
 import os
+import shutil
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+import pytest
+import torch
+from sqlalchemy import func, select
+from test_training_models import save_tiny_policy, word_tokenizer
 
-import shutil  # noqa: E402
-
-import pytest  # noqa: E402
-import torch  # noqa: E402
-from sqlalchemy import func, select  # noqa: E402
-from test_training_models import save_tiny_policy, word_tokenizer  # noqa: E402
-
-from labeling.hashing import prompt_hash, sha256_text  # noqa: E402
-from labeling.models import AuthorKind, Prompt, Response  # noqa: E402
-from labeling.projects import create_project  # noqa: E402
+from labeling.hashing import prompt_hash, sha256_text
+from labeling.models import AuthorKind, Prompt, Response
+from labeling.projects import create_project
 from labeling.registry import training_records
-from training import generate as gen  # noqa: E402
-from training.models import load_policy  # noqa: E402
+from training import generate as gen
+from training.models import load_policy
 
 WORDS = "the sky is blue hello world what colour name a fruit planet say count to three".split()
 HELDOUT = ["what colour is the sky", "name a planet", "hello", "say hello to the world"]

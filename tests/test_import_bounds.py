@@ -276,9 +276,9 @@ def test_value_maps_and_column_maps_parse_strictly():
 
 
 def test_json_arrays_stream_across_chunk_boundaries(Session, saved, tmp_path, monkeypatch):
-    from labeling import import_formats
+    from labeling import import_readers
 
-    monkeypatch.setattr(import_formats, "READ_CHUNK", 7)  # every element spans many reads
+    monkeypatch.setattr(import_readers, "READ_CHUNK", 7)  # every element spans many reads
     rows = pairs(40, start=300)
     rows[3]["prompt"] = 'Unicode é 漢字 🎉, "quotes", [brackets] and {braces}'
     path = tmp_path / "arr.json"
@@ -314,7 +314,7 @@ def test_json_arrays_stream_across_chunk_boundaries(Session, saved, tmp_path, mo
 
 
 def test_json_array_reader_agrees_with_json_loads_at_every_chunk_size(tmp_path, monkeypatch):
-    from labeling import import_formats
+    from labeling import import_readers
 
     rows = [
         {"prompt": 'a"b\\', "n": -12.5e3, "t": True, "f": False, "z": None, "l": [1, "x"]},
@@ -323,6 +323,6 @@ def test_json_array_reader_agrees_with_json_loads_at_every_chunk_size(tmp_path, 
     path = tmp_path / "a.json"
     path.write_text(json.dumps(rows, indent=1, ensure_ascii=False), encoding="utf-8")
     for size in range(1, 41):
-        monkeypatch.setattr(import_formats, "READ_CHUNK", size)
-        got = [row for _, row in import_formats._read_json_array(path, Limits())]
+        monkeypatch.setattr(import_readers, "READ_CHUNK", size)
+        got = [row for _, row in import_readers._read_json_array(path, Limits())]
         assert got == json.loads(path.read_text(encoding="utf-8")), size

@@ -1,4 +1,4 @@
-"""The pieces of training/common.py that multi-process launches rely on, in one process.
+"""The pieces of training/ (launch, checkpoint, recorder) that multi-process launches rely on, in one process.
 
 tests/test_torchrun.py runs a real recipe on two ranks. Here: what cannot run on this
 machine's CPU ranks - the save path of sharded strategies (FSDP, DeepSpeed ZeRO-3), where the
@@ -12,26 +12,24 @@ pickled training_args.bin).
 from __future__ import annotations
 
 import os
+import pickle
+from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+import pytest
+import torch
+from test_training_models import save_tiny_policy
 
-import pickle  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import pytest  # noqa: E402
-import torch  # noqa: E402
-from test_training_models import save_tiny_policy  # noqa: E402
-
-from labeling.errors import InvalidInput  # noqa: E402
+from labeling.errors import InvalidInput
 from labeling.registry import training_records
-from labeling.settings import load_settings  # noqa: E402
-from training import common  # noqa: E402
-from training.models import load_policy  # noqa: E402
+from labeling.settings import load_settings
+from training import checkpoint, recorder
+from training.errors import TrainingFailed
+from training.launch import Launch, _portable, is_main_process
+from training.models import load_policy
 
 
 class ShardedTrainer:
-    """What common.save_model sees of a Trainer under DeepSpeed (or FSDP): save_model is the
+    """What checkpoint.save_model sees of a Trainer under DeepSpeed (or FSDP): save_model is the
     collective save, and with LoRA it writes the adapter only."""
 
     is_fsdp_enabled, is_deepspeed_enabled = False, True
@@ -65,16 +63,16 @@ def test_sharded_lora_is_merged_into_the_base_from_the_saved_adapter(tmp_path, h
     )
     peft_model = get_peft_model(model, lora)
     trainer = ShardedTrainer(peft_model, tokenizer)
-    launch = common.Launch()  # rank 0 of one
+    launch = Launch()  # rank 0 of one
 
     def save(directory):
-        saved = common.save_model(
+        saved = checkpoint.save_model(
             trainer, tokenizer, directory, launch, merge_lora=True,
             load_base=lambda: load_policy(str(base_dir))[0],
         )  # fmt: skip
         assert saved is not None and not hasattr(saved, "peft_config")  # merged, whole
 
-    directory = common.write_checkpoint(launch, "sft-run1", save)
+    directory = checkpoint.write_checkpoint(launch, "sft-run1", save)
     assert directory == load_settings().checkpoints_dir / "sft-run1"
     files = set(os.listdir(directory))
     assert {"model.safetensors", "config.json", "tokenizer.json", "COMPLETE"} <= files
@@ -91,12 +89,12 @@ def test_sharded_lora_is_merged_into_the_base_from_the_saved_adapter(tmp_path, h
 def test_a_sharded_save_without_safetensors_leaves_no_checkpoint(tmp_path, home):
     model, tokenizer = load_policy(str(save_tiny_policy(tmp_path / "base")))
     trainer = ShardedTrainer(model, tokenizer, write_weights=False)
-    launch = common.Launch()
-    with pytest.raises(common.TrainingFailed, match="no safetensors weights"):
-        common.write_checkpoint(
+    launch = Launch()
+    with pytest.raises(TrainingFailed, match="no safetensors weights"):
+        checkpoint.write_checkpoint(
             launch,
             "dpo-run2",
-            lambda d: common.save_model(trainer, tokenizer, d, launch, merge_lora=False),
+            lambda d: checkpoint.save_model(trainer, tokenizer, d, launch, merge_lora=False),
         )
     assert list(load_settings().checkpoints_dir.iterdir()) == []  # no temp dir left either
 
@@ -107,7 +105,7 @@ class TwoPartError(Exception):
 
 
 def test_a_launch_of_one_is_plain_calls(home):
-    launch = common.Launch()
+    launch = Launch()
     assert (launch.rank, launch.world_size, launch.is_main) == (0, 1, True)
     assert launch.share(lambda: (7, "sha")) == (7, "sha")
     assert launch.gather(["w"]) == [["w"]]
@@ -115,13 +113,15 @@ def test_a_launch_of_one_is_plain_calls(home):
     with pytest.raises(InvalidInput, match="bad"):
         launch.share(lambda: (_ for _ in ()).throw(InvalidInput("bad")))
     # What rank 0 broadcasts when its exception does not survive pickling: its text.
-    portable = common._portable(TwoPartError("disk", "full"))
-    assert isinstance(portable, common.TrainingFailed)
+    portable = _portable(TwoPartError("disk", "full"))
+    assert isinstance(portable, TrainingFailed)
     assert str(portable) == "TwoPartError: disk: full"
-    assert common._portable(InvalidInput("x")).__class__ is InvalidInput
-    assert common.is_main_process()
+    assert _portable(InvalidInput("x")).__class__ is InvalidInput
+    assert is_main_process()
     # Another rank's error reaches rank 0's record of the run; its own twin does not.
-    common._report_failure(5, 1, "RuntimeError: out of memory")
-    common._report_failure(5, 2, "the same error")
-    assert common._reported_failures(5, "the same error") == ["rank 1: RuntimeError: out of memory"]
+    recorder._report_failure(5, 1, "RuntimeError: out of memory")
+    recorder._report_failure(5, 2, "the same error")
+    assert recorder._reported_failures(5, "the same error") == [
+        "rank 1: RuntimeError: out of memory"
+    ]
     assert training_records.checkpoint_name("dpo", 5, None) == "dpo-run5"

@@ -18,17 +18,14 @@ import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+import pytest
+from sqlalchemy import select
+from test_train_sft_reward import snaps, tiny_models  # noqa: F401  (fixtures)
 
-import pytest  # noqa: E402
-from sqlalchemy import select  # noqa: E402
-from test_train_sft_reward import snaps, tiny_models  # noqa: E402, F401  (fixtures)
-
-from labeling.models import Checkpoint, RunMetric, RunStatus, TrainingRun  # noqa: E402
+from labeling.models import Checkpoint, RunMetric, RunStatus, TrainingRun
 from labeling.registry import run_queue
-from labeling.settings import load_settings  # noqa: E402
-from training.common import last_trainer_checkpoint  # noqa: E402
+from labeling.settings import load_settings
+from training.checkpoint import last_trainer_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -8,23 +8,19 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+import datasets
+import pytest
+import torch
+import transformers
+import trl
+from sqlalchemy import select
+from trl.data_utils import is_conversational
 
-import datasets  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-import transformers  # noqa: E402
-import trl  # noqa: E402
-from sqlalchemy import select  # noqa: E402
-from trl.data_utils import is_conversational  # noqa: E402
-
-from labeling import snapshots  # noqa: E402
-from labeling.db import make_engine, make_sessionmaker  # noqa: E402
-from labeling.hashing import prompt_hash, sha256_text, task_hash  # noqa: E402
-from labeling.models import (  # noqa: E402
+from labeling import snapshots
+from labeling.db import make_engine, make_sessionmaker
+from labeling.hashing import prompt_hash, sha256_text, task_hash
+from labeling.models import (
     AuthorKind,
     Demonstration,
     Origin,

@@ -5,30 +5,26 @@ Not marked slow: it runs in CI on 2 cores. The recipe is the real one (training/
 through `python -m app.cli.main`), on the seeded SQLite database file and data root of
 test_train_sft_reward.py (RLHF_DATABASE_URL, RLHF_HOME), with the tiny in-process Llama
 saved as safetensors and registered as the base checkpoint (test_train_dpo_rl.py). Every
-rank trains; rank 0 alone writes the run, its metrics and the checkpoint (training/common.py).
+rank trains; rank 0 alone writes the run, its metrics and the checkpoint (training/launch.py).
 `accelerate launch --config_file training/accelerate/multi_gpu.yaml` starts the same ranks.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+import pytest
+import test_train_dpo_rl as dpo_rl
+from sqlalchemy import select
 
-import shutil  # noqa: E402
-import socket  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import pytest  # noqa: E402
-import test_train_dpo_rl as dpo_rl  # noqa: E402
-from sqlalchemy import select  # noqa: E402
-
-from labeling.models import Checkpoint, RunMetric, RunStatus, TrainingRun  # noqa: E402
+from labeling.models import Checkpoint, RunMetric, RunStatus, TrainingRun
 from labeling.registry import training_records
-from labeling.settings import load_settings  # noqa: E402
+from labeling.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 # SQLite only (the recipes' database work is plain services); the seeded snapshots, the tiny

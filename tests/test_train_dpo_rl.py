@@ -8,20 +8,16 @@ the reward checkpoint are real rows without spending time on SFT and reward trai
 
 from __future__ import annotations
 
+import math
 import os
+import shutil
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-
-import math  # noqa: E402
-import shutil  # noqa: E402
-
-import pytest  # noqa: E402
-import test_train_sft_reward as shared  # noqa: E402
-from sqlalchemy import func, select  # noqa: E402
+import pytest
+import test_train_sft_reward as shared
+from sqlalchemy import func, select
 
 from labeling import snapshots
-from labeling.models import Checkpoint, RunMetric, RunStatus, TrainingRun  # noqa: E402
+from labeling.models import Checkpoint, RunMetric, RunStatus, TrainingRun
 from labeling.registry import training_records
 
 # The SFT/reward tests' fixtures: SQLite only, the seeded project's snapshots, tiny models.
@@ -179,7 +175,7 @@ def test_bad_inputs_fail_clearly_before_any_run(cli, snaps, checkpoints, Session
 
 
 def test_rl_queued_for_the_worker_keeps_algo_and_reward(cli, snaps, checkpoints, Session):  # noqa: N803
-    from training.rl import own_flags
+    from training.spec import own_flags
 
     assert own_flags(
         ["--algo", "rloo", "--reward=checkpoint:4", "--trainer", "X", "--beta", "0"]
@@ -202,6 +198,27 @@ def test_rl_queued_for_the_worker_keeps_algo_and_reward(cli, snaps, checkpoints,
         assert run.config["algo"] == "rloo" and run.reward_checkpoint_id == checkpoints["reward"]
         ck = s.scalars(select(Checkpoint).where(Checkpoint.run_id == run_id)).one()
         assert ck.name.startswith(f"rl-rloo-run{run_id}") and ck.parent_id == checkpoints["base"]
+
+
+def test_rl_queue_checks_its_config_fields_like_the_other_kinds(cli, snaps, checkpoints, Session):  # noqa: N803
+    """`rlhf train rl --queue` used to store any field; it now checks them against
+    GRPOConfig / RLOOConfig the way sft, reward and dpo are checked, and records nothing."""
+    bad = cli(
+        "train", "rl", "--queue", "--snapshot", str(snaps["preference"]),
+        "--base", f"checkpoint:{checkpoints['base']}",
+        "--reward", f"checkpoint:{checkpoints['reward']}", "--no_such_field", "1", user="eng",
+    )  # fmt: skip
+    assert bad.code == 1
+    errors = [line for line in bad.err.splitlines() if line.strip()]
+    assert len(errors) == 1 and errors[0].startswith("error:"), bad.err
+    assert "no_such_field" in errors[0] and "GRPOConfig" in errors[0]
+    bad_value = cli(
+        "train", "rl", "--queue", "--algo", "rloo", "--snapshot", str(snaps["preference"]),
+        "--reward", f"checkpoint:{checkpoints['reward']}", "--max_steps", "many", user="eng",
+    )  # fmt: skip
+    assert bad_value.code == 1 and "max_steps" in bad_value.err, bad_value.err
+    with Session.begin() as s:
+        assert s.scalar(select(func.count()).select_from(TrainingRun)) == 0
 
 
 @pytest.mark.slow

@@ -10,17 +10,14 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+import pytest
+from sqlalchemy import func, select
+from test_training_models import save_tiny_bert, save_tiny_policy, word_tokenizer
 
-import pytest  # noqa: E402
-from sqlalchemy import func, select  # noqa: E402
-from test_training_models import save_tiny_bert, save_tiny_policy, word_tokenizer  # noqa: E402
-
-from labeling import snapshots  # noqa: E402
-from labeling.db import make_engine, make_sessionmaker  # noqa: E402
-from labeling.hashing import prompt_hash, sha256_text, task_hash  # noqa: E402
-from labeling.models import (  # noqa: E402
+from labeling import snapshots
+from labeling.db import make_engine, make_sessionmaker
+from labeling.hashing import prompt_hash, sha256_text, task_hash
+from labeling.models import (
     AuthorKind,
     Checkpoint,
     Demonstration,
@@ -37,7 +34,7 @@ from labeling.models import (  # noqa: E402
     TrainingRun,
     User,
 )
-from labeling.settings import load_settings  # noqa: E402
+from labeling.settings import load_settings
 
 # (question, split, good answer, bad answer, strength)
 PAIRS = [

@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+import pytest
+import torch
+import transformers
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
-import transformers  # noqa: E402
-
-from labeling.errors import InvalidInput, NotFound  # noqa: E402
-from training import common, models  # noqa: E402
+from labeling.errors import InvalidInput, NotFound
+from training import models, spec
 
 WORDS = ["hello", "world", "user", "assistant", "system", ":", "the", "sky", "is", "blue"]
 
@@ -126,7 +124,7 @@ def test_refuses_pickle_only_directories(tmp_path):
         models.resolve_model("./no/such/dir")
     with pytest.raises(NotFound):
         models.resolve_model("not a model id")
-    # a hub id with no local copy under HF_HUB_OFFLINE (set above): refused at once
+    # a hub id with no local copy under HF_HUB_OFFLINE (set in conftest.py): refused at once
     with pytest.raises(NotFound, match="HF_HUB_OFFLINE is set"):
         models.resolve_model("HuggingFaceTB/SmolLM2-135M-Instruct")
 
@@ -227,7 +225,7 @@ def test_default_reward_model_is_found_without_loading_policy():
 def test_config_from_preset_and_pass_through_flags():
     from trl import RewardConfig, SFTConfig
 
-    config, model_config, record = common.parse_config(
+    config, model_config, record = spec.parse_config(
         SFTConfig,
         "cpu-demo",
         "sft",
@@ -238,13 +236,50 @@ def test_config_from_preset_and_pass_through_flags():
     assert record["max_steps"] == 2 and record["lora_r"] == 4 and record["max_length"] == 256
     assert config.logging_nan_inf_filter is False and config.report_to == []
     if torch.cuda.is_available():
-        assert common.parse_config(RewardConfig, "gpu", "reward", [])[0].bf16 is True
+        assert spec.parse_config(RewardConfig, "gpu", "reward", [])[0].bf16 is True
     else:  # the gpu preset asks for bf16 on a card: on a CPU the config says so clearly
         with pytest.raises(InvalidInput, match="bf16"):
-            common.parse_config(RewardConfig, "gpu", "reward", [])
+            spec.parse_config(RewardConfig, "gpu", "reward", [])
     with pytest.raises(InvalidInput, match="unknown config flags --no_such_field"):
-        common.parse_config(SFTConfig, "cpu-demo", "sft", ["--no_such_field", "1"])
+        spec.parse_config(SFTConfig, "cpu-demo", "sft", ["--no_such_field", "1"])
     with pytest.raises(InvalidInput, match="max_steps"):
-        common.parse_config(SFTConfig, "cpu-demo", "sft", ["--max_steps", "many"])
+        spec.parse_config(SFTConfig, "cpu-demo", "sft", ["--max_steps", "many"])
     with pytest.raises(InvalidInput, match="no preset"):
-        common.parse_config(SFTConfig, "no-such-preset", "sft", [])
+        spec.parse_config(SFTConfig, "no-such-preset", "sft", [])
+
+
+def test_run_spec_is_the_one_converter_between_flags_stored_config_and_the_form():
+    from types import SimpleNamespace
+
+    from labeling.errors import InvalidInput
+    from training.spec import RunSpec
+
+    spec = RunSpec.from_flags(
+        "rl", snapshot_id=3, base="checkpoint:7", preset="gpu", algo="rloo",
+        flags=["--max_steps", "2", "--bf16", "--lora_target_modules", "q_proj", "v_proj",
+               "--reward=checkpoint:4"],
+    )  # fmt: skip
+    assert spec.checkpoint_ids() == (7, 4)
+    config = spec.to_config()
+    assert config == {
+        "preset": "gpu", "max_steps": 2, "bf16": True,
+        "lora_target_modules": ["q_proj", "v_proj"], "algo": "rloo",
+    }  # fmt: skip
+    stored = SimpleNamespace(
+        kind="rl", config=config, snapshot_id=3, base_checkpoint_id=7, reward_checkpoint_id=4
+    )
+    again = RunSpec.from_run(stored, ["--max_steps", "5"])
+    assert again.recipe_kwargs() == {
+        "snapshot_id": 3, "base": "checkpoint:7", "preset": "gpu", "algo": "rloo",
+        "reward": "checkpoint:4",
+        "flags": ["--max_steps", "5", "--bf16", "true", "--lora_target_modules", "q_proj",
+                  "v_proj"],
+    }  # fmt: skip
+    form = RunSpec.from_form(
+        "dpo", "cpu-demo", learning_rate=1e-5, max_steps=None, batch_size=2, extra='{"beta": 0.2}'
+    )
+    assert form.fields == {"learning_rate": 1e-5, "per_device_train_batch_size": 2, "beta": 0.2}
+    with pytest.raises(InvalidInput, match="unknown preset"):
+        RunSpec.from_form("dpo", "nope", learning_rate=1e-5, max_steps=None, batch_size=2)
+    with pytest.raises(InvalidInput, match="unknown RL algorithm"):
+        RunSpec.from_flags("rl", algo="ppo")

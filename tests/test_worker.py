@@ -8,19 +8,17 @@ The worker test trains tiny in-process models (SQLite only, like the recipe test
 from __future__ import annotations
 
 import json
-import os
 import threading
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+import pytest
+from sqlalchemy import func, select, update
+from test_train_sft_reward import TINY, snaps, tiny_models  # noqa: F401  (fixtures)
 
-import pytest  # noqa: E402
-from sqlalchemy import func, select, update  # noqa: E402
-
-from labeling.db import make_engine, make_sessionmaker  # noqa: E402
-from labeling.errors import Conflict  # noqa: E402
-from labeling.models import Checkpoint, RunStatus, TrainingRun, User  # noqa: E402
+from labeling.db import make_engine, make_sessionmaker
+from labeling.errors import Conflict
+from labeling.models import Checkpoint, RunStatus, TrainingRun, User
 from labeling.registry import run_queue, runs
+from training import worker
 
 N_RUNS = 24
 
@@ -102,10 +100,6 @@ def test_claim_by_kind_reap_and_reopen(db_url, Session):  # noqa: N803
 
 
 # --- the worker on tiny models ---------------------------------------------------------
-
-from test_train_sft_reward import TINY, snaps, tiny_models  # noqa: E402, F401  (fixtures)
-
-from training import worker  # noqa: E402
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # training costs: SQLite only

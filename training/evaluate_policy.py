@@ -78,9 +78,9 @@ def evaluate_policy(
     """{"mean_reward", "kl_to_base", "n", "mean_completion_tokens", ...} on one split."""
     from labeling.registry import training_records
     from labeling.snapshots import get_snapshot, read_split
-    from reward.evaluate import score
     from training.models import load_policy, load_reward_model, resolve_model
     from training.rl import check_reward, prompts_of
+    from training.scoring import score
 
     if max_new_tokens < 1:
         raise InvalidInput("--max_new_tokens must be at least 1")

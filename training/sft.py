@@ -20,19 +20,21 @@ Top to bottom:
 Multi-process: `torchrun --nproc_per_node 8 -m training.sft ...` or `accelerate launch
 --config_file training/accelerate/fsdp.yaml -m training.sft ...` (or `rlhf train sft` under
 either): every rank trains, rank 0 alone writes the run, its metrics and the checkpoint's
-registration - one run and one checkpoint per launch (training/common.py).
+registration - one run and one checkpoint per launch (training/launch.py).
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 from typing import Any
 
-from labeling.errors import RLHFError
-from labeling.registry import training_records
-from labeling.snapshots import get_snapshot, snapshot_files
-from training import common
+from training import cli
+from training.spec import DEFAULT_PRESET, RunSpec
+
+HELP = "supervised fine-tuning on an sft snapshot (TRL SFTTrainer)"
+BASE_HELP = "policy to start from (default: SmolLM2-135M-Instruct)"
+# `python -m training.sft` standalone, or `rlhf train sft`: make_parser(subparsers)
+make_parser = cli.parser_maker("sft", "training.sft", __doc__, help=HELP, base_help=BASE_HELP)
 
 
 def run(
@@ -40,7 +42,7 @@ def run(
     snapshot_id: int,
     created_by: int | None,
     base: str | None = None,
-    preset: str = common.DEFAULT_PRESET,
+    preset: str = DEFAULT_PRESET,
     flags: list[str] | tuple[str, ...] = (),
     sessionmaker=None,
     json_output: bool = False,
@@ -48,129 +50,68 @@ def run(
     resume: bool = False,
 ) -> dict[str, Any]:
     """Train, record, register. Returns {"run_id", "checkpoint_id", "metrics"}."""
-    from trl import SFTConfig
-
+    from labeling.registry import training_records
+    from labeling.snapshots import get_snapshot, snapshot_files
+    from training import data
+    from training.launch import Launch
     from training.models import resolve_model
+    from training.recorder import recorded_run
+    from training.spec import peft_config
 
-    sessionmaker = sessionmaker or common.default_sessionmaker()
-    timer = common.Timer()
+    sessionmaker = sessionmaker or cli.default_sessionmaker()
+    timer = cli.Timer()
     # 1. config (under torchrun / accelerate launch this also joins the ranks together)
-    config, model_config, record = common.parse_config(SFTConfig, preset, "sft", list(flags))
-    launch = common.Launch.current()
+    spec = RunSpec.from_flags("sft", snapshot_id=snapshot_id, base=base, preset=preset, flags=flags)
+    config, model_config, record = spec.parse()
+    launch = Launch.current()
     base = base or model_config.model_name_or_path or "default"
     # 2. the snapshot, checked before any model loads
     with sessionmaker.begin() as s:
         snapshot = get_snapshot(s, snapshot_id)
         files = snapshot_files(snapshot)
-        rows = common.check_snapshot(snapshot, "sft", files)
+        rows = data.check_snapshot(snapshot, "sft", files)
     # rank 0 resolves first: the default is cached on first use
     resolved = launch.share(lambda: resolve_model(base, kind="policy"))
-    # 3. the run record: rank 0 writes it, every rank gets its id
-    run_id, snapshot_sha = common.start_run(
+    # 3. the run record: rank 0 writes it, every rank gets its id; a failure inside is recorded
+    with recorded_run(
         launch,
         sessionmaker,
+        timer=timer,
+        trainer_args=config,
+        run_id=run_id,
+        json_output=json_output,
         kind="sft",
         snapshot_id=snapshot_id,
         config={**record, "recipe": "training/sft.py", "preset": preset, "base": base},
         created_by=created_by,
         base_checkpoint_id=resolved.checkpoint_id,
-        run_id=run_id,  # a run claimed by a worker or reopened for --resume
-        claimed=run_id is not None,
-    )
-    run_dir = common.run_dir(run_id)  # the trainer's output_dir, the same on every rank
-    recorder = None
-    try:
-        with common.stdout_to_stderr(json_output):
-            # 4. model and trainer
-            from trl import SFTTrainer
+    ) as run:
+        # 4. model and trainer
+        from trl import SFTTrainer
 
-            from training.models import load_policy
+        from training.models import load_policy
 
-            model, tokenizer = load_policy(resolved.path)
-            config.output_dir = str(run_dir)
-            dataset = common.load_split(files, "train", ["messages"], run_dir / "datasets")
-            recorder = common.make_recorder(sessionmaker, run_id, launch)
-            trainer = SFTTrainer(
-                model=model,
-                args=config,
-                train_dataset=dataset,
-                processing_class=tokenizer,
-                peft_config=common.peft_config(model_config),
-                callbacks=[recorder],
-            )
-            # --resume: continue from the newest complete trainer checkpoint in run_dir
-            last = launch.share(lambda: common.last_trainer_checkpoint(run_dir)) if resume else None
-            output = trainer.train(resume_from_checkpoint=last)
-            common.check_result(recorder, trainer.model, launch)
-
-            # 5. the checkpoint (LoRA merged), written atomically: every rank saves its part,
-            # rank 0 renames it into place and registers it with its lineage
-            def save(directory):
-                common.save_model(
-                    trainer,
-                    tokenizer,
-                    directory,
-                    launch,
-                    merge_lora=model_config.use_peft,
-                    load_base=lambda: load_policy(resolved.path)[0],
-                )
-
-            name = training_records.checkpoint_name("sft", run_id, snapshot_sha)
-            directory = common.write_checkpoint(launch, name, save)
-
-        def final_metrics():  # on rank 0, from its recorder
-            return {
-                "train_loss": output.training_loss,
-                "steps": output.global_step,
-                "train_rows": rows["train"],
-                "seconds": timer.seconds(),
-                **{k: v for k, v in recorder.last.items() if k.startswith("train_")},
-            }
-
-        checkpoint_id, metrics = common.register_and_finish(
-            launch,
-            sessionmaker,
-            run_id,
-            kind="policy",
-            directory=directory,
-            resolved=resolved,
-            config=record,
-            metrics=final_metrics,
-            recorder=recorder,
-            run_dir=run_dir,
+        model, tokenizer = load_policy(resolved.path)
+        trainer = SFTTrainer(
+            model=model,
+            args=config,
+            train_dataset=data.load_split(files, "train", ["messages"], run.dir / "datasets"),
+            processing_class=tokenizer,
+            peft_config=peft_config(model_config),
+            callbacks=[run.recorder],
         )
-    except BaseException as exc:
-        error = common.record_failure(sessionmaker, run_id, exc, recorder, launch)
-        if error is exc:
-            raise
-        raise error from exc
-    return {"run_id": run_id, "checkpoint_id": checkpoint_id, "metrics": metrics}
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m training.sft",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    common.add_arguments(parser, base_help="policy to start from (default: SmolLM2-135M-Instruct)")
-    args, flags = parser.parse_known_args(argv)
-    try:
-        user = common.engineer_id(args.user)
-        result = run(
-            snapshot_id=args.snapshot,
-            created_by=user,
-            base=args.base,
-            preset=args.preset,
-            flags=flags,
-            json_output=args.json,
-        )
-    except RLHFError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    common.print_result(result, args.json)
-    return 0
+        output = run.train(trainer, resume)
+        # 5. LoRA merged, written atomically, registered as a policy with its lineage
+        name = training_records.checkpoint_name("sft", run.id, run.snapshot_sha)
+        directory = run.save_model(
+            name, trainer, tokenizer, merge_lora=model_config.use_peft,
+            load_base=lambda: load_policy(resolved.path)[0],
+        )  # fmt: skip
+        return run.finish(
+            output, counts=lambda: {"train_rows": rows["train"]}, kind="policy",
+            directory=directory, resolved=resolved, config=record,
+        )  # fmt: skip
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.recipe_main(make_parser(), run, sys.argv[1:]))

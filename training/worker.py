@@ -8,8 +8,9 @@ Top to bottom:
     SKIP LOCKED on PostgreSQL, BEGIN IMMEDIATE on SQLite). Any number of workers on any
     number of hosts can share one PostgreSQL: each queued run is claimed exactly once.
  2. config: the run's config is {"preset": ..., "base": ..., TRL field: value, ...} (the UI's
-    "launch training" form, `rlhf train ... --queue`). It becomes the same preset + flags the
-    CLI passes (`--learning_rate 5e-07 --max_steps 2`), so the recipe parses it the same way.
+    "launch training" form, `rlhf train ... --queue`). training.spec.RunSpec.from_run turns
+    it into the same preset + flags the CLI passes (`--learning_rate 5e-07 --max_steps 2`),
+    so the recipe parses it the same way.
  3. run: the recipe for run.kind (training.sft, reward.train, training.dpo, training.rl),
     imported only now, with run_id= the claimed run. A kind whose recipe is not installed
     fails that run with a message that says so; the worker goes on with the next one.
@@ -33,6 +34,7 @@ from typing import Any
 from labeling.errors import RLHFError
 from labeling.models import RunStatus, TrainingRun
 from labeling.registry import run_queue, runs, training_records
+from training.spec import RunSpec
 
 RECIPES = {
     "sft": "training.sft",
@@ -40,33 +42,6 @@ RECIPES = {
     "dpo": "training.dpo",
     "rl": "training.rl",
 }
-# Keys of a run's config that are not TRL config fields.
-PLATFORM_KEYS = ("preset", "base", "recipe", "algo", "reward")
-
-
-def config_flags(config: dict[str, Any]) -> tuple[str, str | None, list[str]]:
-    """(preset, base, flags) from a run's stored config: every TRL field becomes a flag the
-    way a person would type it (`--max_steps 2`, `--use_peft true`, lists as several
-    values). None values are left to the preset."""
-    from training.common import DEFAULT_PRESET
-
-    config = dict(config or {})
-    preset = config.get("preset") or DEFAULT_PRESET
-    base = config.get("base")
-    flags: list[str] = []
-    for key, value in config.items():
-        if key in PLATFORM_KEYS or value is None:
-            continue
-        if isinstance(value, list | tuple):
-            if value:
-                flags += [f"--{key}", *(str(v) for v in value)]
-            continue
-        if isinstance(value, dict):
-            value = json.dumps(value)
-        elif isinstance(value, bool):
-            value = "true" if value else "false"
-        flags += [f"--{key}", str(value)]
-    return str(preset), (str(base) if base else None), flags
 
 
 def recipe_for(kind: str):
@@ -97,33 +72,20 @@ def run_claimed(
     Returns the recipe's {"run_id", "checkpoint_id", "metrics"}. On failure the run is
     recorded failed (the recipe does that once its run has started; before that, here)."""
     kind = getattr(run.kind, "value", run.kind)
-    preset, base, flags = config_flags(run.config)
-    if run.base_checkpoint_id is not None:
-        base = f"checkpoint:{run.base_checkpoint_id}"
     try:
         recipe = recipe_for(kind)
+        spec = RunSpec.from_run(run, extra_flags)  # the run's config, as the CLI would pass it
         kwargs: dict[str, Any] = {
-            "snapshot_id": run.snapshot_id,
+            **spec.recipe_kwargs(),
             "created_by": run.created_by,
-            "base": base,
-            "preset": preset,
-            "flags": [*flags, *extra_flags],
             "sessionmaker": sessionmaker,
             "run_id": run.id,
             "json_output": json_output,
         }
-        params = inspect.signature(recipe).parameters
-        if "resume" in params:
+        if "resume" in inspect.signature(recipe).parameters:
             kwargs["resume"] = resume
         elif resume:
             raise RLHFError(f"the {kind} recipe cannot resume a run yet")
-        if "algo" in params and (run.config or {}).get("algo"):
-            kwargs["algo"] = run.config["algo"]  # rl: grpo or rloo
-        reward = (run.config or {}).get("reward")
-        if run.reward_checkpoint_id is not None:
-            reward = f"checkpoint:{run.reward_checkpoint_id}"
-        if reward and "reward" in params:
-            kwargs["reward"] = reward
         return recipe(**kwargs)
     except BaseException as exc:
         _fail_if_running(sessionmaker, run.id, exc)
@@ -139,7 +101,7 @@ def _fail_if_running(sessionmaker, run_id: int, exc: BaseException) -> None:
         message = str(exc)
     else:
         message = f"{type(exc).__name__}: {exc}"
-    from training.common import is_main_process
+    from training.launch import is_main_process
 
     if not is_main_process():  # `rlhf train --resume` under torchrun: rank 0 records it
         return

@@ -22,11 +22,9 @@ from app.cli.common import (
     sessionmaker,
     transaction,
 )
-from labeling import arena
-from labeling.models import Role
-from labeling.projects import get_project
 
-STAFF = (Role.engineer, Role.admin)
+# labeling.arena and labeling.projects (the ORM, the ratings maths) load inside the actions:
+# `rlhf --help` and the other commands do not pay for them.
 
 
 def register(sub) -> None:
@@ -100,8 +98,11 @@ def _out(args, data: dict) -> None:
 
 
 def add_prompts(args) -> int:
+    from labeling import arena
+    from labeling.projects import get_project
+
     with transaction() as s:
-        acting_user(s, args, *STAFF)
+        acting_user(s, args, action="arena.manage")
         out = arena.copy_prompts(
             s, get_project(s, args.project), get_project(s, args.source),
             split=args.split, limit=args.limit,
@@ -111,6 +112,9 @@ def add_prompts(args) -> int:
 
 
 def config(args) -> int:
+    from labeling import arena
+    from labeling.projects import get_project
+
     values = {
         "auto_enter": args.auto_enter, "opponents": args.opponents,
         "include_human": args.include_human, "max_prompts": args.max_prompts,
@@ -118,15 +122,18 @@ def config(args) -> int:
         "temperature": args.temperature, "top_p": args.top_p, "seed": args.seed,
     }  # fmt: skip
     with transaction() as s:
-        acting_user(s, args, *STAFF)
+        acting_user(s, args, action="arena.manage")
         out = arena.configure(s, get_project(s, args.project), **values)
     _out(args, out)
     return 0
 
 
 def schedule(args) -> int:
+    from labeling import arena
+    from labeling.projects import get_project
+
     with transaction() as s:
-        acting_user(s, args, *STAFF)
+        acting_user(s, args, action="arena.manage")
         out = arena.schedule(
             s, get_project(s, args.project), checkpoint_id=args.checkpoint,
             opponents=args.opponents,
@@ -136,8 +143,11 @@ def schedule(args) -> int:
 
 
 def status(args) -> int:
+    from labeling import arena
+    from labeling.projects import get_project
+
     with transaction() as s:
-        acting_user(s, args, *STAFF)
+        acting_user(s, args, action="arena.manage")
         out = arena.overview(s, get_project(s, args.project))
     if args.json:
         print_json(out)
@@ -149,10 +159,12 @@ def status(args) -> int:
 
 
 def enter(args) -> int:
+    from labeling import arena
+    from labeling.projects import get_project
     from training.arena_entry import enter_arena
 
     with transaction() as s:
-        acting_user(s, args, *STAFF)
+        acting_user(s, args, action="arena.manage")
         arena.settings(get_project(s, args.project))  # fails early on an unknown project
     out = enter_arena(
         sessionmaker(), checkpoint_id=args.checkpoint, project=args.project,
@@ -163,10 +175,11 @@ def enter(args) -> int:
 
 
 def judge(args) -> int:
+    from labeling.projects import get_project
     from reward.judge import judge_arena
 
     with transaction() as s:
-        acting_user(s, args, *STAFF)
+        acting_user(s, args, action="arena.manage")
         get_project(s, args.project)
     out = judge_arena(sessionmaker(), project=args.project, reward_checkpoint_id=args.reward)
     _out(args, out)

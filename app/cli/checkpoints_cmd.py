@@ -6,8 +6,7 @@ answer prompts and enter arenas as a baseline (training/add_model.py)."""
 from __future__ import annotations
 
 from app.cli.common import acting_user, id_arg, print_json, print_table, sessionmaker, transaction
-from labeling.models import CheckpointKind, Role
-from labeling.registry import runs, training_records
+from labeling.kinds import CheckpointKind
 
 
 def register(sub) -> None:
@@ -30,8 +29,10 @@ def register(sub) -> None:
 
 
 def list_checkpoints(args) -> int:
+    from labeling.registry import runs
+
     with transaction() as s:
-        acting_user(s, args, Role.engineer, Role.admin)
+        acting_user(s, args, action="checkpoints")
         rows = runs.list_checkpoints(s, kind=args.kind)
     if args.json:
         print_json(rows)
@@ -59,8 +60,10 @@ def list_checkpoints(args) -> int:
 
 
 def show(args) -> int:
+    from labeling.registry import training_records
+
     with transaction() as s:
-        acting_user(s, args, Role.engineer, Role.admin)
+        acting_user(s, args, action="checkpoints")
         out = training_records.describe_checkpoint(s, training_records.get_checkpoint(s, args.id))
     if args.json:
         print_json(out)
@@ -74,7 +77,7 @@ def add(args) -> int:
     from training.add_model import add_model
 
     with transaction() as s:
-        acting_user(s, args, Role.engineer, Role.admin)
+        acting_user(s, args, action="checkpoints")
     out = add_model(sessionmaker(), model=args.model, name=args.name, kind=args.kind)
     if args.json:
         print_json(out)

@@ -15,14 +15,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.orm import Session
-
-from labeling.accounts.users import count_users, require_role
-from labeling.db import make_engine, make_sessionmaker
 from labeling.errors import NotFound, PermissionDenied
-from labeling.models import Role, User
+
+if TYPE_CHECKING:  # the ORM loads inside the commands that open the database
+    from sqlalchemy.orm import Session
+
+    from labeling.models import Role, User
 
 _sessionmaker = None
 
@@ -30,6 +30,8 @@ _sessionmaker = None
 def sessionmaker():
     global _sessionmaker
     if _sessionmaker is None:
+        from labeling.db import make_engine, make_sessionmaker
+
         _sessionmaker = make_sessionmaker(make_engine())
     return _sessionmaker
 
@@ -45,12 +47,24 @@ def caller_name(args) -> str | None:
     return getattr(args, "user", None) or os.environ.get("RLHF_USER") or None
 
 
-def acting_user(session: Session, args, *roles: Role, bootstrap: bool = False) -> User | None:
-    """The account running this command, checked against `roles`.
+def acting_user(
+    session: Session, args, *roles: Role, action: str | None = None, bootstrap: bool = False
+) -> User | None:
+    """The account running this command, checked against the roles that may do `action`
+    (labeling/accounts/policies.py: `acting_user(s, args, action="snapshot.create")`), or
+    against `roles` given directly; neither: any active account.
 
     bootstrap=True lets a command run with no account while the database has no users
     at all (creating the first admin, migrating an empty database).
     """
+    from labeling.accounts.users import count_users, require_role
+
+    if action is not None:
+        from labeling.accounts import policies
+
+        if roles:
+            raise TypeError("acting_user: give an action or roles, not both")
+        roles = policies.allowed(action)
     name = caller_name(args)
     if bootstrap and count_users(session) == 0:
         return None

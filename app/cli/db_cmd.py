@@ -6,7 +6,6 @@ import sys
 
 from app.cli.common import acting_user, print_json
 from labeling.errors import InvalidInput
-from labeling.models import Role
 
 
 def register(sub) -> None:
@@ -56,7 +55,7 @@ def _guard(args, engine) -> None:
     if "users" not in inspect(engine).get_table_names():
         return
     with transaction() as session:
-        acting_user(session, args, Role.admin, bootstrap=True)
+        acting_user(session, args, action="db.manage", bootstrap=True)
 
 
 def _migrate(args, direction: str) -> int:

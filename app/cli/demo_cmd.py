@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from app.cli.common import acting_user, print_json, transaction
-from labeling.models import Role
 
 
 def register(sub) -> None:
@@ -21,7 +20,7 @@ def demo(args) -> int:
     engine = make_engine()
     migrate.upgrade(engine)
     with transaction() as s:
-        acting_user(s, args, Role.admin, bootstrap=True)
+        acting_user(s, args, action="demo", bootstrap=True)
         result = demo_data.seed(s)
     settings = load_settings()
     result["database"] = engine.url.render_as_string(hide_password=True)

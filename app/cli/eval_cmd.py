@@ -9,7 +9,7 @@ rlhf eval policy --checkpoint 9 --reward checkpoint:4 --snapshot 3 --split heldo
 from __future__ import annotations
 
 from app.cli.common import acting_user, id_arg, int_in, print_json, transaction
-from labeling.models import Role
+from labeling.kinds import Role
 
 
 def register(sub) -> None:

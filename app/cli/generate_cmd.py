@@ -13,7 +13,6 @@ the prompts already answered with the same sampling parameters.
 from __future__ import annotations
 
 from app.cli.common import acting_user, id_arg, print_json, sessionmaker, transaction
-from labeling.models import Role
 
 JSON_IDS_MAX = 1000  # --json lists the new response ids up to this many
 
@@ -45,7 +44,7 @@ def register(sub) -> None:
 
 def generate(args) -> int:
     with transaction() as s:
-        acting_user(s, args, Role.engineer, Role.admin)
+        acting_user(s, args, action="generate")
     from training.generate import answer_project
 
     out = answer_project(

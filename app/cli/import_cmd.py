@@ -7,7 +7,6 @@ from pathlib import Path
 
 from app.cli.common import acting_user, print_json, transaction
 from labeling.import_formats import FORMATS
-from labeling.models import Role
 
 FORMAT_CHOICES = ["auto", *FORMATS]
 MB = 1024 * 1024
@@ -81,7 +80,7 @@ def run(args) -> int:
     mapping = ColumnMap.parse(args.map, args.map_values)
     try:
         with transaction() as s:
-            acting_user(s, args, Role.admin, Role.engineer)
+            acting_user(s, args, action="import")
             result = importer.import_file(
                 s,
                 project=args.project,

@@ -8,18 +8,21 @@
 The maths is labeling/ratings/leaderboard.py; votes on an arena project become battles in
 labeling/arena. Unranked models (too few votes, not connected to the others) are listed
 with rating null and a note on stderr. A disconnected battle graph ranks the group with the
-most battles (or the anchor's); the note names the groups left unranked.
+most battles (or the anchor's); the note names the groups left unranked. A --battles file is
+pure computation: it needs no account and no database (--project reads the votes, so it
+checks the caller's role).
 """
 
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 from app.cli.common import acting_user, int_in, print_json, print_table, transaction
-from labeling import arena
 from labeling.errors import InvalidInput
-from labeling.projects import get_project
-from labeling.ratings import leaderboard as lb
+
+if TYPE_CHECKING:  # numpy, scipy and pandas load when a leaderboard is computed
+    from labeling.ratings import leaderboard as lb
 
 
 def register(sub) -> None:
@@ -45,7 +48,7 @@ def register(sub) -> None:
     p.add_argument("--ties", choices=["half", "davidson"], default="half",
                    help="a tie counts as half a win (default), or Davidson's tie model")  # fmt: skip
     p.add_argument("--anchor", help="pin this model's rating (default: centre the scale)")
-    p.add_argument("--anchor-rating", type=float, default=lb.DEFAULT_ANCHOR_RATING)
+    p.add_argument("--anchor-rating", type=float)  # default: the maths' DEFAULT_ANCHOR_RATING
     p.add_argument(
         "--min-votes", type=int_in(1, 10**9), default=1, help="rank models with this many votes"
     )
@@ -60,33 +63,43 @@ def register(sub) -> None:
 
 
 def _fit_kwargs(args) -> dict:
+    from labeling.ratings import leaderboard as lb
+
     if args.bootstrap < 0:
         raise InvalidInput("--bootstrap must be 0 or more")
     if args.min_votes < 1:
         raise InvalidInput("--min-votes must be at least 1")
     return dict(
         bootstrap=args.bootstrap, ci=args.ci, ties=args.ties, anchor=args.anchor,
-        anchor_rating=args.anchor_rating, min_votes=args.min_votes, style=args.style,
+        anchor_rating=lb.DEFAULT_ANCHOR_RATING if args.anchor_rating is None
+        else args.anchor_rating, min_votes=args.min_votes, style=args.style,
         seed=args.seed,
     )  # fmt: skip
 
 
 def leaderboard(args) -> int:
+    from labeling.ratings import leaderboard as lb
+
     kwargs = _fit_kwargs(args)
     if args.skip_invalid and not args.battles:
         raise InvalidInput("--skip-invalid applies to a --battles file only")
     skipped = None
-    with transaction() as s:
-        acting_user(s, args)  # any active account: the leaderboard is open to every role
-        if args.project:
+    if args.project:  # the votes are in the database: a known account of any role
+        from labeling import arena
+        from labeling.projects import get_project
+
+        with transaction() as s:
+            acting_user(s, args, action="leaderboard")
             project = get_project(s, args.project)
             arena._check_arena(project)
             battles = arena.battles(s, project, with_style=args.style).battles
-    if args.battles:
+    else:  # a file: pure computation, no account and no database
         loaded = lb.load_battles(args.battles, skip_invalid=args.skip_invalid)
         battles, skipped = loaded.battles, loaded.skipped_message()
     if args.category:
-        battles = arena.only_category(battles, args.category)
+        from labeling.arena import only_category
+
+        battles = only_category(battles, args.category)
     boards = lb.fit_by_category(battles, **kwargs) if args.by_category else {
         "all": lb.fit(battles, **kwargs)
     }  # fmt: skip

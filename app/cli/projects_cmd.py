@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from app.cli.common import acting_user, print_json, print_table, transaction
-from labeling import projects
-from labeling.models import ProjectKind, Role
+from labeling.kinds import ProjectKind
 
 
 def register(sub) -> None:
@@ -49,9 +48,11 @@ def row(p) -> dict:
 
 
 def create(args) -> int:
+    from labeling import projects
+
     guidelines = projects.read_guidelines_file(args.guidelines) if args.guidelines else None
     with transaction() as s:
-        acting_user(s, args, Role.admin)
+        acting_user(s, args, action="projects.manage")
         project = projects.create_project(
             s,
             name=args.name,
@@ -72,8 +73,10 @@ def create(args) -> int:
 
 
 def list_projects(args) -> int:
+    from labeling import projects
+
     with transaction() as s:
-        acting_user(s, args, Role.admin, Role.engineer, Role.labeler)
+        acting_user(s, args, action="projects.list")
         rows = [row(p) for p in projects.list_projects(s)]
     if args.json:
         print_json(rows)

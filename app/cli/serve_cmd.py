@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 from app.cli.common import acting_user, int_in, transaction
-from labeling.models import Role
 
 MAIN = Path(__file__).resolve().parents[1] / "ui" / "main.py"
 # Streamlit's server for MAIN plus our security headers and HttpOnly cookie route; `streamlit
@@ -53,7 +52,7 @@ def serve(args) -> int:
               file=sys.stderr)  # fmt: skip
         return 1
     with transaction() as s:
-        acting_user(s, args, Role.admin)
+        acting_user(s, args, action="serve")
     command = streamlit_command(args.host, args.port, args.max_upload_mb)
     print(f"serving on http://{args.host}:{args.port}  (Ctrl+C stops)", flush=True)
     os.execv(command[0], command)

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from app.cli.common import acting_user, id_arg, print_json, print_table, transaction
-from labeling import projects, snapshots
-from labeling.models import Origin, Role, SnapshotKind
+from labeling.kinds import Origin, SnapshotKind
 
 
 def register(sub) -> None:
@@ -35,8 +34,10 @@ def register(sub) -> None:
 
 
 def create(args) -> int:
+    from labeling import projects, snapshots
+
     with transaction() as s:
-        user = acting_user(s, args, Role.admin, Role.engineer)
+        user = acting_user(s, args, action="snapshot.create")
         project = projects.get_project(s, args.project)
         snapshot, created = snapshots.create_snapshot(
             s,
@@ -62,8 +63,10 @@ def create(args) -> int:
 
 
 def list_snapshots(args) -> int:
+    from labeling import projects, snapshots
+
     with transaction() as s:
-        acting_user(s, args, Role.admin, Role.engineer)
+        acting_user(s, args, action="snapshot.read")
         project = projects.get_project(s, args.project) if args.project else None
         rows = [
             snapshots.describe(s, snap) for snap in snapshots.list_snapshots(s, project=project)
@@ -87,8 +90,10 @@ def list_snapshots(args) -> int:
 
 
 def show(args) -> int:
+    from labeling import snapshots
+
     with transaction() as s:
-        acting_user(s, args, Role.admin, Role.engineer)
+        acting_user(s, args, action="snapshot.read")
         out = snapshots.describe(s, snapshots.get_snapshot(s, args.id))
     if args.json:
         print_json(out)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 from app.cli.common import acting_user, print_json, transaction
-from labeling import projects
-from labeling.models import Role
 
 
 def register(sub) -> None:
@@ -17,8 +15,10 @@ def register(sub) -> None:
 
 
 def status(args) -> int:
+    from labeling import projects
+
     with transaction() as s:
-        acting_user(s, args, Role.admin, Role.engineer)
+        acting_user(s, args, action="tasks.status")
         info = projects.task_status(s, projects.get_project(s, args.project))
     if args.json:
         print_json(info)

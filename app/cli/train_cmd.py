@@ -20,7 +20,7 @@ import os
 
 from app.cli.common import acting_user, id_arg, print_json, sessionmaker, transaction
 from labeling.errors import InvalidInput
-from labeling.models import Role
+from labeling.kinds import Role
 
 
 def _pass_through(parser) -> None:
@@ -35,54 +35,27 @@ def _pass_through(parser) -> None:
     parser.parse_known_args = parse_known_args
 
 
+# Each recipe declares its arguments once (make_parser); `rlhf train KIND` is that parser.
+# The modules are light at import (torch, transformers and TRL load inside run()).
+RECIPES = {
+    "sft": "training.sft",
+    "reward": "reward.train",
+    "dpo": "training.dpo",
+    "rl": "training.rl",
+}
+
+
 def register(sub) -> None:
+    import importlib
+
     p = sub.add_parser(
         "train",
         help="train SFT / reward / DPO / online-RL models on a snapshot (engineer, admin)",
         description=__doc__,
     )
     tsub = p.add_subparsers(dest="train_command", required=True, metavar="RECIPE")
-    recipes = {
-        "sft": ("supervised fine-tuning on an sft snapshot (TRL SFTTrainer)", "policy"),
-        "reward": ("a reward model on a preference snapshot (TRL RewardTrainer)", "reward"),
-        "dpo": ("DPO of a policy on a preference snapshot (TRL DPOTrainer)", "policy"),
-        "rl": (
-            "online RL of a policy against a reward checkpoint with TRL's GRPOTrainer or "
-            "RLOOTrainer (--algo; TRL 1.x has no PPOTrainer, so this is not PPO)",
-            "policy",
-        ),
-    }
-    for name, (help_text, what) in recipes.items():
-        r = tsub.add_parser(
-            name,
-            help=help_text,
-            description=f"{help_text}. Extra flags are TRL config fields: --max_steps 2.",
-        )
-        r.add_argument(
-            "--snapshot",
-            type=id_arg("snapshot"),
-            help="snapshot id to train on (not with --resume)",
-        )
-        r.add_argument(
-            "--base",
-            help=f"{what} model to start from: default, checkpoint:ID, a directory, a hub id",
-        )
-        r.add_argument(
-            "--preset",
-            default="cpu-demo",
-            help="cpu-demo (default), gpu, or a YAML file whose keys are TRL config fields",
-        )
-        r.add_argument("--json", action="store_true", help='print {"run_id", ...} at the end')
-        if name == "rl":
-            r.add_argument(
-                "--reward", help="the reward model: checkpoint:ID of a reward checkpoint"
-            )
-            r.add_argument(
-                "--algo",
-                choices=["grpo", "rloo"],
-                default="grpo",
-                help="GRPO (default) or RLOO; TRL 1.x ships no PPOTrainer",
-            )
+    for module in RECIPES.values():
+        r = importlib.import_module(module).make_parser(tsub, snapshot_type=id_arg("snapshot"))
         _queue_and_resume_arguments(r)
         r.set_defaults(func=train, flags=[])
         _pass_through(r)
@@ -96,17 +69,10 @@ def train(args) -> int:
         return _queue_or_resume(args, user_id)
     if args.snapshot is None:
         raise InvalidInput("--snapshot ID is required (or --resume RUN_ID)")
-    extra = {}
-    if args.train_command == "sft":
-        from training.sft import run
-    elif args.train_command == "reward":
-        from reward.train import run
-    elif args.train_command == "dpo":
-        from training.dpo import run
-    else:
-        from training.rl import run
+    import importlib
 
-        extra = {"reward": args.reward, "algo": args.algo}
+    run = importlib.import_module(RECIPES[args.train_command]).run
+    extra = {"reward": args.reward, "algo": args.algo} if args.train_command == "rl" else {}
     result = run(
         snapshot_id=args.snapshot,
         created_by=user_id,
@@ -140,8 +106,6 @@ def _main_process() -> bool:
 
 # --- --queue and --resume ----------------------------------------------------------------
 
-_CONFIG_CLASSES = {"sft": "SFTConfig", "reward": "RewardConfig", "dpo": "DPOConfig"}
-
 
 def _queue_and_resume_arguments(r) -> None:
     r.add_argument(
@@ -157,32 +121,6 @@ def _queue_and_resume_arguments(r) -> None:
     )
 
 
-def _flag_config(flags: list[str]) -> dict:
-    """`--max_steps 2 --bf16 --lr_scheduler_type=constant` -> {"max_steps": 2, "bf16": True,
-    ...}: values read as YAML scalars, the way a preset file reads them."""
-    import yaml
-
-    config: dict = {}
-    key = None
-    for token in flags:
-        if token.startswith("--"):
-            name, eq, value = token[2:].partition("=")
-            key = name.replace("-", "_")
-            config[key] = yaml.safe_load(value) if eq else True
-            if eq:
-                key = None
-        elif key is not None:
-            value = yaml.safe_load(token)
-            if config[key] is True:
-                config[key] = value
-            else:  # a list field: --lora_target_modules q_proj v_proj
-                previous = config[key] if isinstance(config[key], list) else [config[key]]
-                config[key] = [*previous, value]
-        else:
-            raise InvalidInput(f"unexpected argument {token!r}")
-    return config
-
-
 def _queue_or_resume(args, user_id) -> int:
     from labeling.registry import run_queue, runs
 
@@ -191,35 +129,21 @@ def _queue_or_resume(args, user_id) -> int:
     if args.queue:
         if args.snapshot is None:
             raise InvalidInput("--queue needs --snapshot ID")
-        if args.train_command in _CONFIG_CLASSES:  # check the fields now, not in the worker
-            import trl
+        from training.spec import RunSpec
 
-            from training.common import parse_config
-
-            config_cls = getattr(trl, _CONFIG_CLASSES[args.train_command])
-            parse_config(config_cls, args.preset, args.train_command, args.flags)
-        config = {"preset": args.preset, **_flag_config(args.flags)}
-        base_id = None
-        if args.base:
-            spec = args.base.removeprefix("checkpoint:")
-            if spec.isdigit():
-                base_id = int(spec)
-            else:
-                config["base"] = args.base
-        reward_id = None
-        if args.train_command == "rl":  # training/rl.py reads algo / reward back from config
-            config["algo"] = args.algo
-            spec = (args.reward or "").removeprefix("checkpoint:")
-            if spec.isdigit():
-                reward_id = int(spec)
-            elif spec:
-                config["reward"] = args.reward
+        # every kind's fields are checked now against TRL's config class, not in the worker
+        spec = RunSpec.from_flags(
+            args.train_command, snapshot_id=args.snapshot, base=args.base, preset=args.preset,
+            flags=args.flags, algo=getattr(args, "algo", None),
+            reward=getattr(args, "reward", None),
+        ).validate()  # fmt: skip
+        base_id, reward_id = spec.checkpoint_ids()
         with transaction() as s:
             run = runs.queue_training_run(
                 s,
                 kind=args.train_command,
                 snapshot_id=args.snapshot,
-                config=config,
+                config=spec.to_config(),
                 base_checkpoint_id=base_id,
                 reward_checkpoint_id=reward_id,
                 created_by=user_id,

@@ -8,9 +8,8 @@ import getpass
 import sys
 
 from app.cli.common import acting_user, print_json, print_table, transaction
-from labeling.accounts import users
 from labeling.errors import InvalidInput, PermissionDenied
-from labeling.models import Role
+from labeling.kinds import Role
 
 
 def register(sub) -> None:
@@ -75,9 +74,11 @@ def _row(u) -> dict:
 
 
 def add_user(args) -> int:
+    from labeling.accounts import users
+
     password = _read_password(args)
     with transaction() as s:
-        acting = acting_user(s, args, Role.admin, bootstrap=True)
+        acting = acting_user(s, args, action="users.manage", bootstrap=True)
         if acting is None and args.role != Role.admin.value:
             raise InvalidInput("the first account must be an admin (--role admin)")
         user = users.add_user(s, name=args.name, role=args.role, password=password)
@@ -90,8 +91,10 @@ def add_user(args) -> int:
 
 
 def list_users(args) -> int:
+    from labeling.accounts import users
+
     with transaction() as s:
-        acting_user(s, args, Role.admin)
+        acting_user(s, args, action="users.manage")
         rows = [_row(u) for u in users.list_users(s)]
     if args.json:
         print_json(rows)
@@ -101,25 +104,31 @@ def list_users(args) -> int:
 
 
 def set_role(args) -> int:
+    from labeling.accounts import users
+
     with transaction() as s:
-        acting_user(s, args, Role.admin)
+        acting_user(s, args, action="users.manage")
         user = users.set_role(s, args.name, args.role)
         print(f"{user.name} is now {user.role.value}")
     return 0
 
 
 def _set_active(args, active: bool) -> int:
+    from labeling.accounts import users
+
     with transaction() as s:
-        acting_user(s, args, Role.admin)
+        acting_user(s, args, action="users.manage")
         user = users.set_active(s, args.name, active)
         print(f"{user.name} {'activated' if active else 'deactivated'}")
     return 0
 
 
 def set_password(args) -> int:
+    from labeling.accounts import policies, users
+
     with transaction() as s:
-        acting = acting_user(s, args)
-        if acting.role == Role.admin:
+        acting = acting_user(s, args, action="users.own_password")
+        if acting.role in policies.allowed("users.manage"):
             current = None  # an admin resets anyone's password, their own included
         elif acting.name == args.name:
             current = _read_password(args, "current password: ", twice=False)

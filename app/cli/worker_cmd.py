@@ -12,7 +12,7 @@ or the UI's "launch training" form and cancelled from the UI (training/worker.py
 from __future__ import annotations
 
 from app.cli.common import acting_user, int_in, sessionmaker, transaction
-from labeling.models import Role
+from labeling.kinds import Role
 
 
 def register(sub) -> None:

@@ -19,7 +19,7 @@ import streamlit as st
 from app.ui import state
 from app.ui.db import transaction
 from app.ui.web_security import COOKIE, SESSION_PATH
-from labeling.accounts import login_throttle, users, web_sessions
+from labeling.accounts import login_throttle, policies, users, web_sessions
 from labeling.errors import InvalidInput, PermissionDenied
 from labeling.models import Role
 
@@ -193,8 +193,15 @@ def sync_cookie() -> None:
         _cookie_component(data={"token": pending}, key="session-cookie")
 
 
+def require_action(action: str) -> CurrentUser:
+    """The top line of every page: stop rendering unless the caller may do `action`
+    (labeling/accounts/policies.py), e.g. `user = auth.require_action("import")`."""
+    return require(*policies.allowed(action))
+
+
 def require(*roles: Role) -> CurrentUser:
-    """The top line of every page: stop rendering unless the caller has one of `roles`."""
+    """Stop rendering unless someone is signed in with one of `roles` (any role if none);
+    pages name their action instead (require_action)."""
     user = current_user()
     if user is None:
         st.warning("Please log in.")

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 import streamlit as st
 
 from app.ui import render, state
+from app.ui.actions import flash
 from app.ui.db import transaction
 from labeling import labeler_views as lv
 from labeling.errors import RLHFError
@@ -89,21 +90,9 @@ def time_spent_ms() -> int | None:
     return None if shown is None else max(0, int((time.monotonic() - shown) * 1000))
 
 
-def flash(kind: str, message: str) -> None:
-    st.session_state[state.FLASH] = (kind, message)
-
-
-def show_flash() -> None:
-    item = st.session_state.pop(state.FLASH, None)
-    if item:
-        kind, message = item
-        # messages quote names and text people typed: shown inertly, like all such text
-        show = st.warning if kind == "warning" else st.error if kind == "error" else st.success
-        show(render.inert_markdown(message))
-
-
-def act(user_id: int, project_id: int, call: Callable, **kwargs) -> lv.Outcome | None:
-    """Run one action in one transaction and put the next task on screen (callbacks)."""
+def advance(user_id: int, project_id: int, call: Callable, **kwargs) -> lv.Outcome | None:
+    """Run one labeler action (a labeler_views submit, skip or flag) in one transaction,
+    flash its outcome and put the next task on screen (callbacks)."""
     try:
         with transaction() as s:
             outcome = call(s, user_id=user_id, **kwargs)
@@ -131,7 +120,7 @@ def skip_and_flag(user_id: int, project_id: int, assignment_id: int) -> None:
         key="skip",
         shortcut="s",
         icon=":material/skip_next:",
-        on_click=act,
+        on_click=advance,
         args=(user_id, project_id, lv.skip_task),
         kwargs={"assignment_id": assignment_id},
         width="stretch",
@@ -156,7 +145,9 @@ def _send_flag(user_id: int, project_id: int, assignment_id: int) -> None:
     # read in the callback: the radio and note are current here, even if just edited
     reason = st.session_state.get(f"flag-reason-{assignment_id}") or "unanswerable"
     note = (st.session_state.get(f"flag-note-{assignment_id}") or "").strip() or None
-    act(user_id, project_id, lv.flag_task, assignment_id=assignment_id, reason=reason, note=note)
+    advance(
+        user_id, project_id, lv.flag_task, assignment_id=assignment_id, reason=reason, note=note
+    )
 
 
 # --- the counter --------------------------------------------------------------------------

@@ -1,15 +1,16 @@
 """Who may do what: one table from an action to the roles allowed to do it.
 
-Every page (app.ui.auth.require) and every CLI command (app.cli.common.acting_user) names
-its action here, so a change of who may do something is one line in one place, and the
-server-side check is the same in the browser and on the command line.
+Every page (app.ui.auth.require_action), every button (app.ui.actions.act), the sidebar
+(app.ui.navigation) and every CLI command (app.cli.common.acting_user) names its action
+here, so a change of who may do something is one line in one place, and the server-side
+check is the same in the browser and on the command line.
 
     roles = policies.allowed("snapshot.create")   # (Role.admin, Role.engineer)
 """
 
 from __future__ import annotations
 
-from labeling.models import Role
+from labeling.kinds import Role
 
 ADMIN = (Role.admin,)
 STAFF = (Role.admin, Role.engineer)

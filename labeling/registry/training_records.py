@@ -266,7 +266,7 @@ def write_checkpoint_dir(name: str, save: Callable[[Path], None]) -> Path:
     fsynced, the directory is renamed into place, and only then the COMPLETE marker is
     written (and fsynced). A failure leaves no directory with that name behind.
     (A multi-process launch uses the two steps on their own: every rank saves into the
-    temporary directory, rank 0 finishes it; see training/common.py.)
+    temporary directory, rank 0 finishes it; see training/checkpoint.py.)
     """
     tmp = prepare_checkpoint_dir(name)
     try:

@@ -29,7 +29,7 @@ from tests.browser.conftest import (
 
 pytestmark = pytest.mark.browser
 
-# url path -> the sidebar title an admin (or engineer) sees for it (app/ui/main.py)
+# url path -> the sidebar title an admin (or engineer) sees for it (app/ui/navigation.py)
 ADMIN_ONLY = {
     "admin_users": "Users",
     "admin_projects": "Projects",

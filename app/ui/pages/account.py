@@ -6,7 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app.ui import auth
-from app.ui.pages.admin_projects import flash, show_flash
+from app.ui.actions import flash, show_flash
 from app.ui.render import inert_markdown, inline
 from labeling.accounts import users
 from labeling.errors import RLHFError
@@ -15,7 +15,7 @@ KEY = "account-"
 
 
 def render() -> None:
-    me = auth.require()
+    me = auth.require_action("users.own_password")
     st.title("Account")
     show_flash()
     st.caption(f"Signed in as **{inline(me.name)}** ({me.role.value}).")

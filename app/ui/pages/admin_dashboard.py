@@ -8,12 +8,12 @@ from __future__ import annotations
 import streamlit as st
 
 from app.ui import auth, state
+from app.ui.actions import show_flash
 from app.ui.db import transaction
-from app.ui.pages.admin_projects import show_flash
 from app.ui.pages.engineer_snapshots import create_snapshot_form
 from app.ui.render import inline
 from labeling import projects, stats
-from labeling.models import ProjectKind, Role
+from labeling.models import ProjectKind
 
 PAIRWISE = (ProjectKind.pairwise.value, ProjectKind.arena.value)
 
@@ -39,7 +39,7 @@ def _percent(value: float | None) -> str:
 
 
 def render() -> None:
-    user = auth.require(Role.admin)
+    user = auth.require_action("dashboard")
     st.title("Dashboard")
     show_flash()
     picked = pick_project()

@@ -19,16 +19,15 @@ from app.ui import auth
 from app.ui.db import transaction
 from app.ui.render import inert_markdown
 from labeling import importer, projects
-from labeling.accounts import users
+from labeling.accounts import policies, users
 from labeling.errors import RLHFError
 from labeling.import_formats import FORMATS, ColumnMap
-from labeling.models import ProjectKind, Role
+from labeling.models import ProjectKind
 
 EXTENSIONS = ("jsonl", "json", "csv", "parquet")
 FORMAT_CHOICES = ["auto", *FORMATS]
 DEFAULT_MAX_MB = 50  # `rlhf serve --max-upload-mb` sets Streamlit's server.maxUploadSize
 MAX_ERRORS_SHOWN = 200
-ROLES = (Role.admin, Role.engineer)
 
 
 @dataclass
@@ -90,7 +89,7 @@ def import_upload(
             return ImportOutcome(False, f"cannot store the upload: {exc.strerror or exc}")
         try:
             with transaction() as s:
-                users.require_role(s, user_id, *ROLES)
+                users.require_role(s, user_id, *policies.allowed("import"))
                 result = importer.import_file(
                     s, project=int(project_id), path=path, format=format,
                     skip_invalid=skip_invalid, unlabeled=unlabeled, source=name[:200],
@@ -113,7 +112,7 @@ def import_upload(
 
 
 def render() -> None:
-    user = auth.require(*ROLES)
+    user = auth.require_action("import")
     st.title("Import")
     with transaction() as s:
         choices = {p.id: (p.name, p.kind.value) for p in projects.list_projects(s)}

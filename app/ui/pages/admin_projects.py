@@ -7,19 +7,17 @@ Errors keep every field as typed.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 
 from app.ui import auth, state
+from app.ui.actions import act, show_flash
 from app.ui.db import transaction
-from app.ui.render import inert_markdown, untrusted
+from app.ui.render import untrusted
 from labeling import arena, projects, stats
-from labeling.accounts import users
-from labeling.errors import RLHFError
-from labeling.models import ProjectKind, Role
+from labeling.models import ProjectKind
 
 KINDS = [k.value for k in ProjectKind]
 KIND_HELP = {
@@ -40,33 +38,8 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-def flash(kind: str, message: str) -> None:
-    st.session_state[state.FLASH] = (kind, message)
-
-
-def show_flash() -> None:
-    item = st.session_state.pop(state.FLASH, None)
-    if item:
-        kind, message = item
-        # messages quote names people typed: shown inertly, like all such text
-        (st.error if kind == "error" else st.success)(inert_markdown(message))
-
-
-def act(user_id: int, roles: tuple[Role, ...], action: Callable[[Any], str]) -> bool:
-    """One button's work in one transaction, after re-checking the caller's role."""
-    try:
-        with transaction() as s:
-            users.require_role(s, user_id, *roles)
-            message = action(s)
-    except RLHFError as exc:
-        flash("error", str(exc))
-        return False
-    flash("success", message)
-    return True
-
-
 def render() -> None:
-    user = auth.require(Role.admin)
+    user = auth.require_action("projects.manage")
     st.title("Projects")
     show_flash()
     with transaction() as s:
@@ -180,7 +153,7 @@ def _create(user_id: int) -> None:
         project = projects.create_project(s, name=name, kind=kind, **values)
         return f"Created project {project.name} ({project.kind.value})."
 
-    if act(user_id, (Role.admin,), action):
+    if act(user_id, "projects.manage", action):
         for key in [NEW + "name", *(NEW + k for k in SETTINGS)]:
             st.session_state.pop(key, None)  # a fresh form for the next one
 
@@ -256,7 +229,7 @@ def _save_arena(user_id: int, project_id: int, prefix: str) -> None:
             }  # fmt: skip
         return f"Saved the arena settings of {project.name}."
 
-    act(user_id, (Role.admin,), action)
+    act(user_id, "projects.manage", action)
 
 
 def _save(user_id: int, project_id: int, prefix: str) -> None:
@@ -270,4 +243,4 @@ def _save(user_id: int, project_id: int, prefix: str) -> None:
         projects.update_project(s, project, **changed)
         return f"Saved {project.name}: {', '.join(sorted(changed))}."
 
-    act(user_id, (Role.admin,), action)
+    act(user_id, "projects.manage", action)

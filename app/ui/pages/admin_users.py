@@ -11,19 +11,19 @@ import pandas as pd
 import streamlit as st
 
 from app.ui import auth
+from app.ui.actions import act, show_flash
 from app.ui.db import transaction
-from app.ui.pages.admin_projects import act, show_flash
 from app.ui.render import inline
 from labeling.accounts import users
 from labeling.errors import InvalidInput, PermissionDenied
 from labeling.models import Role
 
-ROLES = [r.value for r in Role]
+ROLE_NAMES = [r.value for r in Role]
 NEW = "user-new-"
 
 
 def render() -> None:
-    me = auth.require(Role.admin)
+    me = auth.require_action("users.manage")
     st.title("Users")
     show_flash()
     with transaction() as s:
@@ -48,7 +48,7 @@ def render() -> None:
     with add_tab:
         left, middle, right = st.columns(3)
         left.text_input("Name", key=NEW + "name", max_chars=64)
-        middle.selectbox("Role", ROLES, index=ROLES.index("labeler"), key=NEW + "role")
+        middle.selectbox("Role", ROLE_NAMES, index=ROLE_NAMES.index("labeler"), key=NEW + "role")
         right.text_input(
             "Password", type="password", key=NEW + "password",
             help=f"at least {users.MIN_PASSWORD} characters, not a common password "
@@ -72,7 +72,10 @@ def render() -> None:
         left, right = st.columns(2)
         with left:
             st.selectbox(
-                "New role", ROLES, index=ROLES.index(row["role"]), key=f"user-{user_id}-role"
+                "New role",
+                ROLE_NAMES,
+                index=ROLE_NAMES.index(row["role"]),
+                key=f"user-{user_id}-role",
             )
             st.button(
                 "Change role", key=f"user-{user_id}-set-role", on_click=_set_role,
@@ -114,7 +117,7 @@ def _add(me: int) -> None:
         user = users.add_user(s, name=name, role=role, password=password or None)
         return f"Added {user.name} ({user.role.value})."
 
-    if act(me, (Role.admin,), action):
+    if act(me, "users.manage", action):
         for key in (NEW + "name", NEW + "password", NEW + "role"):
             ss.pop(key, None)
 
@@ -129,7 +132,7 @@ def _set_role(me: int, name: str, role_key: str) -> None:
         users.set_role(s, name, role)
         return f"{name} is now a {role}."
 
-    act(me, (Role.admin,), action)
+    act(me, "users.manage", action)
 
 
 def _set_active(me: int, name: str, active: bool) -> None:
@@ -142,7 +145,7 @@ def _set_active(me: int, name: str, active: bool) -> None:
             return f"{name} is active again."
         return f"{name} is deactivated: their next action logs them out."
 
-    act(me, (Role.admin,), action)
+    act(me, "users.manage", action)
 
 
 def _reset_password(me: int, name: str, password_key: str) -> None:
@@ -154,5 +157,5 @@ def _reset_password(me: int, name: str, password_key: str) -> None:
         users.set_password(s, name, password)
         return f"{name} has a new password and was logged out everywhere."
 
-    if act(me, (Role.admin,), action):
+    if act(me, "users.manage", action):
         st.session_state.pop(password_key, None)

@@ -7,6 +7,7 @@ import streamlit as st
 
 from app.ui import auth, state, widgets
 from app.ui import render as show
+from app.ui.actions import flash, show_flash
 from labeling import labeler_views as lv
 
 CHOICES = [  # (screen choice, label, shortcut)
@@ -32,9 +33,9 @@ def _submit(user_id: int, project_id: int, assignment_id: int) -> None:
         return  # a stale click from a task no longer on screen
     choice = st.session_state.get(state.CHOICE)
     if choice is None:
-        widgets.flash("warning", "Pick A, B, Tie or Both bad first.")
+        flash("warning", "Pick A, B, Tie or Both bad first.")
         return
-    widgets.act(
+    widgets.advance(
         user_id,
         project_id,
         lv.submit_compare,
@@ -48,12 +49,12 @@ def _submit(user_id: int, project_id: int, assignment_id: int) -> None:
 
 
 def render() -> None:
-    user = auth.require()
+    user = auth.require_action("label")
     project = widgets.pick_project("compare", lv.COMPARE_KINDS)
     if project is None:
         st.info("There are no comparison projects yet.")
         return
-    widgets.show_flash()
+    show_flash()
     view = widgets.current_task(user.id, project.id)
     if view is None:
         widgets.empty_queue(user.id, project.id)

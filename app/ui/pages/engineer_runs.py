@@ -7,19 +7,18 @@ import pandas as pd
 import streamlit as st
 
 from app.ui import auth, state
+from app.ui.actions import act, show_flash
 from app.ui.db import transaction
-from app.ui.pages.admin_projects import act, show_flash
-from labeling.models import Role, RunStatus
+from labeling.models import RunStatus
 from labeling.registry import runs
 
-ROLES = (Role.admin, Role.engineer)
 LIVE = ("queued", "running")
 RUN_COLUMNS = ["id", "kind", "status", "project", "snapshot_id", "base_checkpoint_id",
                "reward_checkpoint_id", "created_by", "created_at", "started_at", "finished_at"]  # fmt: skip
 
 
 def render() -> None:
-    user = auth.require(*ROLES)
+    user = auth.require_action("runs.read")
     st.title("Runs and checkpoints")
     show_flash()
     with transaction() as s:
@@ -123,4 +122,4 @@ def _cancel(user_id: int, run_id: int) -> None:
             return f"Run #{run_id} cancelled."
         return f"Run #{run_id}: cancel requested; the worker stops it at its next check."
 
-    act(user_id, ROLES, action)
+    act(user_id, "train", action)

@@ -12,14 +12,13 @@ import pandas as pd
 import streamlit as st
 
 from app.ui import auth, state
+from app.ui.actions import act, show_flash
 from app.ui.db import transaction
-from app.ui.pages.admin_projects import act, show_flash
 from app.ui.render import inert_markdown, inline
 from labeling import projects, snapshots
 from labeling.errors import RLHFError
-from labeling.models import Origin, ProjectKind, Role, SnapshotKind
+from labeling.models import Origin, ProjectKind, SnapshotKind
 
-ROLES = (Role.admin, Role.engineer)
 KINDS = [k.value for k in SnapshotKind]
 ORIGINS = ["any", *(o.value for o in Origin)]
 MAX_LISTED = 200
@@ -67,7 +66,7 @@ def _create(user_id: int, project_id: int, key: str) -> None:
             f"sha256 {info['sha256']}"
         )
 
-    if act(user_id, ROLES, action):
+    if act(user_id, "snapshot.create", action):
         st.session_state[state.SNAPSHOT_ID] = made["id"]
 
 
@@ -81,7 +80,7 @@ def _reader(path: Path):
 
 
 def render() -> None:
-    user = auth.require(*ROLES)
+    user = auth.require_action("snapshot.read")
     st.title("Snapshots")
     show_flash()
     with transaction() as s:

@@ -6,22 +6,18 @@ on the run; labeling.registry.runs.queue_training_run checks that the snapshot a
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 import streamlit as st
-import yaml
 
 from app.ui import auth
+from app.ui.actions import act, show_flash
 from app.ui.db import transaction
-from app.ui.pages.admin_projects import act, show_flash
 from labeling import snapshots
-from labeling.errors import InvalidInput
-from labeling.models import Role, RunKind
+from labeling.models import RunKind
 from labeling.registry import runs
+from training import spec as run_spec
 
-ROLES = (Role.admin, Role.engineer)
 KINDS = [k.value for k in RunKind]
 KIND_HELP = {
     "sft": "supervised fine-tuning on demonstrations (TRL SFTTrainer)",
@@ -29,17 +25,14 @@ KIND_HELP = {
     "dpo": "direct preference optimisation of a policy checkpoint (TRL DPOTrainer)",
     "rl": "online RL with our reward model as reward function (TRL GRPO/RLOO)",
 }
-# Fallbacks where a preset file has no section for the kind (full fine-tune numbers).
-LEARNING_RATES = {"sft": 2e-5, "reward": 1e-5, "dpo": 5e-7, "rl": 1e-6}
-BATCH = {"cpu-demo": 2, "gpu": 8}
-PRESETS = ("cpu-demo", "gpu")
-PRESET_DIR = Path(__file__).resolve().parents[3] / "training" / "presets"
+PRESETS = tuple(run_spec.preset_names())  # the presets shipped in training/presets/
+DEFAULTS = run_spec.TRL_DEFAULTS  # where a preset leaves a field out
 K = "train-"  # widget keys: K + field
 NOTE = "queued: a worker will pick it up (`rlhf worker`, coming with training)"
 
 
 def render() -> None:
-    user = auth.require(*ROLES)
+    user = auth.require_action("train")
     st.title("Launch training")
     show_flash()
     st.caption(f"This page records the run as {NOTE}.")
@@ -103,7 +96,7 @@ def render() -> None:
     # keys carry kind and preset: choosing another one brings its defaults back
     cols[0].number_input(
         "learning_rate", min_value=0.0, max_value=1.0, format="%.2e", step=1e-6,
-        value=float(values.get("learning_rate", LEARNING_RATES[kind])),
+        value=float(values.get("learning_rate", DEFAULTS["learning_rate"])),
         key=f"{K}lr-{kind}-{preset}",
     )  # fmt: skip
     cols[1].number_input(
@@ -113,7 +106,7 @@ def render() -> None:
     )  # fmt: skip
     cols[2].number_input(
         "per_device_train_batch_size", min_value=1, max_value=4096,
-        value=int(values.get("per_device_train_batch_size", BATCH[preset])),
+        value=int(values.get("per_device_train_batch_size", DEFAULTS["per_device_train_batch_size"])),
         key=f"{K}batch-{kind}-{preset}",
     )  # fmt: skip
     st.text_area(
@@ -131,40 +124,19 @@ def _label(checkpoint: dict[str, Any]) -> str:
 
 def preset_defaults(preset: str, kind: str) -> dict[str, Any]:
     """The preset file's section for this run kind ({} when it has none)."""
-    try:
-        data = yaml.safe_load((PRESET_DIR / f"{preset}.yaml").read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
-        return {}
-    section = data.get(kind) if isinstance(data, dict) else None
-    return section if isinstance(section, dict) else {}
+    return run_spec.preset_fields(preset, kind)
 
 
 def build_config(kind: str, preset: str, lr: float, max_steps: int | None, batch: int,
                  extra: str = "", model: str = "") -> dict[str, Any]:  # fmt: skip
-    """The run's config: the preset's name, the fields shown, then the extra JSON fields.
-    The worker reads the preset file and applies these over it."""
-    if preset not in PRESETS:
-        raise InvalidInput(f"unknown preset {preset!r}: use {' or '.join(PRESETS)}")
-    config: dict[str, Any] = {
-        "preset": preset,
-        "learning_rate": float(lr),
-        "per_device_train_batch_size": int(batch),
-    }
-    if max_steps is not None:
-        config["max_steps"] = int(max_steps)
-    if model.strip():
-        config["model_name_or_path"] = model.strip()
-    if extra.strip():
-        try:
-            more = json.loads(extra)
-        except json.JSONDecodeError as exc:
-            raise InvalidInput(
-                f"more config fields: not JSON ({exc.msg}, line {exc.lineno})"
-            ) from None
-        if not isinstance(more, dict):
-            raise InvalidInput('more config fields: write a JSON object, e.g. {"beta": 0.1}')
-        config.update(more)
-    return runs.check_config(config)
+    """The run's config (training.spec.RunSpec, the one converter the CLI and the worker use
+    too): the preset's name, the fields shown, then the extra JSON fields. The worker reads
+    the preset file and applies these over it."""
+    spec = run_spec.RunSpec.from_form(
+        kind, preset, learning_rate=lr, max_steps=max_steps, batch_size=batch, extra=extra,
+        model=model,
+    )  # fmt: skip
+    return runs.check_config({"preset": spec.preset, **spec.fields})
 
 
 def _queue(user_id: int) -> None:
@@ -174,9 +146,9 @@ def _queue(user_id: int) -> None:
     def action(s) -> str:
         config = build_config(
             kind, preset,
-            ss.get(f"{K}lr-{kind}-{preset}", LEARNING_RATES[kind]),
+            ss.get(f"{K}lr-{kind}-{preset}", DEFAULTS["learning_rate"]),
             ss.get(f"{K}steps-{kind}-{preset}"),
-            ss.get(f"{K}batch-{kind}-{preset}", BATCH[preset]),
+            ss.get(f"{K}batch-{kind}-{preset}", DEFAULTS["per_device_train_batch_size"]),
             ss.get(K + "extra") or "",
             (ss.get(K + "model") or "") if ss.get(K + "base") is None else "",
         )  # fmt: skip
@@ -188,4 +160,4 @@ def _queue(user_id: int) -> None:
         )  # fmt: skip
         return f"Run #{run.id} ({kind}) {NOTE}. Follow it on Runs and checkpoints."
 
-    act(user_id, ROLES, action)
+    act(user_id, "train", action)

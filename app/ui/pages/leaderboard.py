@@ -48,7 +48,7 @@ def _settings() -> dict:
 
 
 def render() -> None:
-    auth.require()  # any signed-in role
+    auth.require_action("leaderboard")
     st.title("Leaderboard")
     with transaction() as s:
         projects = lv.labeler_projects(s, (ProjectKind.arena,))

@@ -14,7 +14,7 @@ def _seconds(value: float | None) -> str:
 
 
 def render() -> None:
-    user = auth.require()
+    user = auth.require_action("label")
     st.title("My progress", anchor=False)
     with transaction() as s:
         mine = lv.progress(s, user_id=user.id)

@@ -6,6 +6,7 @@ import streamlit as st
 
 from app.ui import auth, state, widgets
 from app.ui import render as show
+from app.ui.actions import flash, show_flash
 from labeling import labeler_views as lv
 
 ANSWER_HEIGHT = 300
@@ -20,9 +21,9 @@ def _submit(user_id: int, project_id: int, assignment_id: int, k: int) -> None:
         return  # a stale click from a task no longer on screen
     ranks = [st.session_state.get(_rank_key(assignment_id, i)) for i in range(k)]
     if any(r is None for r in ranks):
-        widgets.flash("warning", "Give every answer a rank first.")
+        flash("warning", "Give every answer a rank first.")
         return
-    widgets.act(
+    widgets.advance(
         user_id,
         project_id,
         lv.submit_rank,
@@ -35,12 +36,12 @@ def _submit(user_id: int, project_id: int, assignment_id: int, k: int) -> None:
 
 
 def render() -> None:
-    user = auth.require()
+    user = auth.require_action("label")
     project = widgets.pick_project("rank", lv.RANK_KINDS)
     if project is None:
         st.info("There are no ranking projects yet.")
         return
-    widgets.show_flash()
+    show_flash()
     view = widgets.current_task(user.id, project.id)
     if view is None:
         widgets.empty_queue(user.id, project.id)

@@ -7,6 +7,7 @@ import streamlit as st
 
 from app.ui import auth, state, widgets
 from app.ui import render as show
+from app.ui.actions import flash, show_flash
 from app.ui.db import transaction
 from labeling import labeler_views as lv
 from labeling.errors import RLHFError
@@ -22,9 +23,9 @@ def _submit(user_id: int, project_id: int, assignment_id: int, text: str | None 
     if text is None:
         text = st.session_state.get(state.SAVED_TEXT) or ""
     if not text.strip():
-        widgets.flash("warning", "Write an answer first.")
+        flash("warning", "Write an answer first.")
         return
-    outcome = widgets.act(
+    outcome = widgets.advance(
         user_id,
         project_id,
         lv.submit_write,
@@ -44,7 +45,7 @@ def _use_model_answer(user_id: int, assignment_id: int, response_id: int) -> Non
                 s, assignment_id=assignment_id, user_id=user_id, response_id=response_id
             )
     except RLHFError as exc:
-        widgets.flash("error", str(exc))
+        flash("error", str(exc))
         return
     st.session_state[state.SAVED_TEXT] = text
     widgets.replace_editor_text(assignment_id)
@@ -63,12 +64,12 @@ def _autosave(user_id: int, assignment_id: int, text: str) -> None:
 
 
 def render() -> None:
-    user = auth.require()
+    user = auth.require_action("label")
     project = widgets.pick_project("write", lv.WRITE_KINDS)
     if project is None:
         st.info("There are no writing projects yet.")
         return
-    widgets.show_flash()
+    show_flash()
     refused = st.session_state.pop(state.REFUSED_TEXT, None)
     if refused:
         with st.expander("Your answer that was not counted (copy it if you need it)"):

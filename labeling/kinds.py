@@ -1,0 +1,97 @@
+"""The kinds and states the schema knows (roles, project kinds, statuses): plain StrEnums,
+no SQLAlchemy, so a command line or a page can name them without loading the ORM.
+labeling.models re-exports them; the columns store their values."""
+
+from __future__ import annotations
+
+import enum
+
+
+class Role(enum.StrEnum):
+    admin = "admin"
+    engineer = "engineer"
+    labeler = "labeler"
+
+
+class ProjectKind(enum.StrEnum):
+    sft = "sft"
+    pairwise = "pairwise"
+    ranking = "ranking"
+    arena = "arena"
+
+
+class Split(enum.StrEnum):
+    train = "train"
+    heldout = "heldout"
+
+
+class AuthorKind(enum.StrEnum):
+    labeler = "labeler"
+    checkpoint = "checkpoint"
+    imported = "import"
+
+
+class TaskKind(enum.StrEnum):
+    write = "write"
+    compare = "compare"
+    rank = "rank"
+    arena = "arena"
+
+
+class TaskStatus(enum.StrEnum):
+    open = "open"
+    done = "done"
+    retired = "retired"
+
+
+class AssignmentStatus(enum.StrEnum):
+    active = "active"
+    submitted = "submitted"
+    skipped = "skipped"
+    released = "released"
+    expired = "expired"
+
+
+class Origin(enum.StrEnum):
+    labeler = "labeler"
+    imported = "import"
+
+
+class Choice(enum.StrEnum):
+    a = "a"
+    b = "b"
+    tie = "tie"
+    both_bad = "both_bad"
+
+
+class FlagReason(enum.StrEnum):
+    unsafe = "unsafe"
+    unanswerable = "unanswerable"
+    personal_data = "personal_data"
+    other = "other"
+
+
+class SnapshotKind(enum.StrEnum):
+    sft = "sft"
+    preference = "preference"
+    kto = "kto"
+
+
+class RunKind(enum.StrEnum):
+    sft = "sft"
+    reward = "reward"
+    dpo = "dpo"
+    rl = "rl"
+
+
+class RunStatus(enum.StrEnum):
+    queued = "queued"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+    cancelled = "cancelled"
+
+
+class CheckpointKind(enum.StrEnum):
+    policy = "policy"
+    reward = "reward"

@@ -1,0 +1,112 @@
+"""Saving the trained model as a checkpoint, atomically, and the trainer's resume points.
+
+write_checkpoint: rank 0 makes a temporary directory under $RLHF_HOME/checkpoints/, every
+rank saves its part into it (save_model), then rank 0 fsyncs, renames it into place and
+writes the COMPLETE marker (labeling.registry.training_records). last_trainer_checkpoint
+finds where --resume continues; discard_trainer_checkpoints drops them once registered.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from training.errors import TrainingFailed
+from training.launch import Launch
+
+
+def save_model(
+    trainer, tokenizer, directory: Path, launch: Launch, *, merge_lora: bool, load_base=None
+):
+    """Save the trained model into `directory` (the same path on every rank: every rank calls
+    this). Returns the model as saved on rank 0 when it is whole in memory there, else None.
+
+    - LoRA, whole model on each rank (one process, DDP): rank 0 merges the adapters in memory
+      and saves model and tokenizer.
+    - otherwise every rank calls trainer.save_model(directory): FSDP gathers a full state
+      dict (switched from SHARDED_STATE_DICT for this save), DeepSpeed ZeRO-3 its 16-bit
+      weights; rank 0 writes. LoRA under FSDP / DeepSpeed: that saved the adapter, and rank
+      0 merges it into a fresh copy of the base, load_base().
+    The pickled training_args.bin the trainer adds is removed: safetensors only.
+    """
+    directory = Path(directory)
+    sharded = bool(
+        getattr(trainer, "is_fsdp_enabled", False)
+        or getattr(trainer, "is_deepspeed_enabled", False)
+    )
+    if merge_lora and not sharded:
+        if not launch.is_main:
+            return None
+        merged = trainer.model.merge_and_unload()
+        merged.save_pretrained(directory)
+        tokenizer.save_pretrained(directory)
+        return merged
+    if getattr(trainer, "is_fsdp_enabled", False):
+        trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
+    trainer.save_model(str(directory))
+    if not launch.is_main:
+        return None
+    (directory / "training_args.bin").unlink(missing_ok=True)
+    saved = None if sharded else trainer.model
+    if merge_lora:
+        from peft import PeftModel
+
+        saved = PeftModel.from_pretrained(load_base(), str(directory)).merge_and_unload()
+        for name in ("adapter_model.safetensors", "adapter_config.json", "README.md"):
+            (directory / name).unlink(missing_ok=True)
+        saved.save_pretrained(directory)
+        tokenizer.save_pretrained(directory)
+    if not any(directory.glob("*.safetensors")):
+        raise TrainingFailed(
+            "the trainer saved no safetensors weights (DeepSpeed ZeRO-3 needs "
+            "zero3_save_16bit_model: true); no checkpoint was registered"
+        )
+    return saved
+
+
+def write_checkpoint(launch: Launch, name: str, save) -> Path:
+    """Write $RLHF_HOME/checkpoints/NAME atomically with every rank taking part: rank 0 makes
+    the temp dir, every rank calls save(tmp), all wait for each other, then rank 0 fsyncs,
+    renames it into place and writes the COMPLETE marker (labeling.registry.training_records). Every
+    rank gets the final path; on a failure rank 0 removes the temp dir."""
+    from labeling.registry import training_records
+
+    tmp = launch.share(lambda: training_records.prepare_checkpoint_dir(name))
+    try:
+        save(tmp)
+        launch.barrier()
+        return launch.share(lambda: training_records.finish_checkpoint_dir(tmp, name))
+    except BaseException:
+        if launch.is_main:
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def last_trainer_checkpoint(run_dir: Path) -> str | None:
+    """The newest complete trainer checkpoint (run_dir/checkpoint-N) to resume from, or None.
+
+    Trainer writes trainer_state.json last; a directory whose state is missing, unreadable
+    (the process died while writing it) or names another step is incomplete and skipped."""
+    import json
+
+    found = []
+    for path in Path(run_dir).glob("checkpoint-*"):
+        step = path.name.removeprefix("checkpoint-")
+        if not step.isdigit():
+            continue
+        try:
+            state = json.loads((path / "trainer_state.json").read_text())
+        except (OSError, ValueError):
+            continue
+        if state.get("global_step") == int(step):
+            found.append((int(step), path))
+    return str(max(found)[1]) if found else None
+
+
+def discard_trainer_checkpoints(run_dir: Path) -> None:
+    """Once the run's checkpoint is registered, its resume points (weights plus optimizer
+    state, the largest files a run writes) have served their purpose."""
+    import shutil
+
+    for path in Path(run_dir).glob("checkpoint-*"):
+        shutil.rmtree(path, ignore_errors=True)

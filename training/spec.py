@@ -1,0 +1,386 @@
+"""A run's spec: what a training run is, in one place, before any model loads (no torch).
+
+RunSpec = the run's kind (sft, reward, dpo, rl), its snapshot, its base, its preset and its
+TRL-field config (rl also: the algorithm and the reward model). The UI's "launch training"
+form (RunSpec.from_form), the CLI (RunSpec.from_flags: `rlhf train KIND ...` run here or
+with --queue), the worker (RunSpec.from_run: a queued run's stored config) and the recipes
+(spec.parse()) all go through it: one converter between flags, stored config and TRL's own
+config classes.
+
+Config is TRL's own: a recipe names its config class (SFTConfig, RewardConfig, DPOConfig,
+GRPOConfig / RLOOConfig) and TRL's ModelConfig (use_peft, lora_r, ...). A preset is a YAML
+file in training/presets/ (or any path) whose keys are those classes' field names, either
+flat or under a section named for the recipe (`sft:`, `reward:`). Flags after the known ones
+pass through the way TRL's own scripts read them (transformers' HfArgumentParser):
+`--max_steps 2 --learning_rate 1e-5`. A stored config holds the same fields as values
+({"max_steps": 2, ...}); values on the command line read as YAML scalars, the way a preset
+file reads them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from labeling.errors import InvalidInput
+
+# The presets ship inside the package (training/presets/*.yaml), found wherever it is installed.
+PRESETS_DIR = Path(str(resources.files("training").joinpath("presets")))
+DEFAULT_PRESET = "cpu-demo"
+MIN_TRAIN_ROWS = 2
+# Settings the platform owns: the run's own directory, no hub or tracker uploads, and NaN
+# losses logged as they are (transformers would otherwise hide them behind an average).
+FORCED = {"report_to": "none", "push_to_hub": False, "logging_nan_inf_filter": False}
+KINDS = ("sft", "reward", "dpo", "rl")
+CONFIG_CLASSES = {"sft": "SFTConfig", "reward": "RewardConfig", "dpo": "DPOConfig"}
+# Online RL: TRL 1.x ships no PPOTrainer; GRPO (default) or RLOO, whichever --algo names.
+RL_CONFIG_CLASSES = {"grpo": "GRPOConfig", "rloo": "RLOOConfig"}
+ALGOS = tuple(RL_CONFIG_CLASSES)
+DEFAULT_ALGO = "grpo"
+# Keys of a run's stored config that are not TRL config fields.
+PLATFORM_KEYS = ("preset", "base", "recipe", "algo", "reward", "trainer")
+# What the form shows where a preset leaves a field out: TrainingArguments' own defaults.
+TRL_DEFAULTS = {"learning_rate": 5e-5, "per_device_train_batch_size": 8}
+
+
+def preset_names() -> list[str]:
+    """The presets that ship with the package: cpu-demo, gpu."""
+    return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
+
+
+def load_preset(preset: str, section: str) -> dict[str, Any]:
+    """A preset's fields for one recipe: `cpu-demo`, `gpu`, or a path to a YAML file."""
+    import yaml
+
+    path = Path(preset).expanduser()
+    if not path.is_file():
+        path = PRESETS_DIR / f"{preset}.yaml"
+    if not path.is_file():
+        names = ", ".join(sorted(p.stem for p in PRESETS_DIR.glob("*.yaml")))
+        raise InvalidInput(f"no preset {preset!r}: use one of {names} or a path to a YAML file")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise InvalidInput(f"preset {path} is not a mapping of TRL config fields")
+    if section in data and isinstance(data[section], dict):
+        return dict(data[section])
+    return {k: v for k, v in data.items() if not isinstance(v, dict)}
+
+
+def parse_config(config_cls, preset: str, section: str, flags: list[str]) -> tuple[Any, Any, dict]:
+    """(trl config, trl.ModelConfig, the fields set explicitly) from a preset and flags.
+
+    Flags are TRL field names (`--max_steps 2`, `--bf16`, `--learning_rate=1e-5`), converted
+    to the field's type; an unknown field is an error that names the config class."""
+    from transformers import HfArgumentParser
+    from trl import ModelConfig
+
+    fields = {f.name for f in dataclasses.fields(config_cls)} | {
+        f.name for f in dataclasses.fields(ModelConfig)
+    }
+    values = load_preset(preset, section)
+    unknown = sorted(set(values) - fields)
+    if unknown:
+        raise InvalidInput(
+            f"preset {preset}: {', '.join(unknown)} not fields of {config_cls.__name__} "
+            "or trl.ModelConfig"
+        )
+    parser = HfArgumentParser((config_cls, ModelConfig))
+
+    def error(message: str):
+        raise InvalidInput(f"config flags: {message}")
+
+    parser.error = error
+    parser.set_defaults(**{"output_dir": "unset", **values, **FORCED})
+    try:
+        config, model_config, rest = parser.parse_args_into_dataclasses(
+            args=list(flags), return_remaining_strings=True
+        )
+    except ValueError as exc:  # the config classes' own checks (__post_init__)
+        raise InvalidInput(f"{config_cls.__name__} (preset {preset}): {exc}") from exc
+    if rest:
+        raise InvalidInput(
+            f"unknown config flags {' '.join(rest)}: flags after the known ones are fields of "
+            f"{config_cls.__name__} or trl.ModelConfig (e.g. --max_steps 2 --learning_rate 1e-5)"
+        )
+    explicit = set(values)
+    for flag in flags:
+        if flag.startswith("--"):
+            explicit.add(flag[2:].split("=", 1)[0].replace("-", "_"))
+    record = {}
+    for name in sorted(explicit):
+        obj = config if hasattr(config, name) else model_config
+        record[name] = getattr(obj, name)
+    return config, model_config, record
+
+
+def peft_config(model_config):
+    """A peft LoraConfig when the preset asks for one (use_peft), else None."""
+    if not model_config.use_peft:
+        return None
+    from trl import get_peft_config
+
+    return get_peft_config(model_config)
+
+
+def preset_fields(preset: str, kind: str) -> dict[str, Any]:
+    """A preset's section for a run kind, or {} where the preset cannot be read (the form)."""
+    try:
+        return load_preset(preset, kind)
+    except (InvalidInput, OSError, ValueError):
+        return {}
+
+
+# --- flags <-> fields: the one converter -------------------------------------------------
+
+
+def fields_from_flags(flags: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """`--max_steps 2 --bf16 --lr_scheduler_type=constant` -> {"max_steps": 2, "bf16": True,
+    ...}: values read as YAML scalars, the way a preset file reads them; a field given
+    several values is a list (`--lora_target_modules q_proj v_proj`)."""
+    import yaml
+
+    fields: dict[str, Any] = {}
+    key = None
+    for token in flags:
+        if token.startswith("--"):
+            name, eq, value = token[2:].partition("=")
+            key = name.replace("-", "_")
+            fields[key] = yaml.safe_load(value) if eq else True
+            if eq:
+                key = None
+        elif key is not None:
+            value = yaml.safe_load(token)
+            if fields[key] is True:
+                fields[key] = value
+            else:  # a list field: --lora_target_modules q_proj v_proj
+                previous = fields[key] if isinstance(fields[key], list) else [fields[key]]
+                fields[key] = [*previous, value]
+        else:
+            raise InvalidInput(f"unexpected argument {token!r}")
+    return fields
+
+
+def flags_from_fields(fields: dict[str, Any]) -> list[str]:
+    """The flags a person would type for these fields (`--max_steps 2`, `--use_peft true`,
+    lists as several values); None values are left to the preset."""
+    flags: list[str] = []
+    for key, value in fields.items():
+        if value is None:
+            continue
+        if isinstance(value, list | tuple):
+            if value:
+                flags += [f"--{key}", *(str(v) for v in value)]
+            continue
+        if isinstance(value, dict):
+            value = json.dumps(value)
+        elif isinstance(value, bool):
+            value = "true" if value else "false"
+        flags += [f"--{key}", str(value)]
+    return flags
+
+
+def own_flags(flags: list[str] | tuple[str, ...]) -> tuple[dict[str, str], list[str]]:
+    """The rl recipe's own settings out of the flags ({"algo": ..., "reward": ...}), and the
+    TRL flags left. A resumed run's stored config comes back as flags, and `algo` and
+    `reward` may be part of it (`--algo rloo`, `--reward=checkpoint:4`); `--trainer X` is a
+    recorded fact, not a setting, and is dropped."""
+    own: dict[str, str] = {}
+    rest: list[str] = []
+    flags = list(flags)
+    i = 0
+    while i < len(flags):
+        name, eq, value = flags[i].partition("=")
+        key = name[2:].replace("-", "_") if name.startswith("--") else None
+        if key in ("algo", "reward"):
+            if not eq:
+                if i + 1 >= len(flags):
+                    raise InvalidInput(f"{name} needs a value")
+                i, value = i + 1, flags[i + 1]
+            own[key] = value
+        elif key != "trainer":
+            rest.append(flags[i])
+        elif not eq:
+            i += 1
+        i += 1
+    return own, rest
+
+
+def _checkpoint_id(spec: str | None) -> int | None:
+    """checkpoint:7 (or 7) -> 7; anything else (default, a directory, a hub id) -> None."""
+    text = str(spec or "").removeprefix("checkpoint:")
+    return int(text) if text.isascii() and text.isdigit() else None
+
+
+# --- the spec ----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class RunSpec:
+    """One training run as the platform sees it; see the module docstring."""
+
+    kind: str
+    snapshot_id: int | None = None
+    base: str | None = None  # default, checkpoint:ID, a directory, a hub id; None: default
+    preset: str = DEFAULT_PRESET
+    fields: dict[str, Any] = dataclasses.field(default_factory=dict)  # TRL field -> value
+    algo: str | None = None  # rl: grpo or rloo
+    reward: str | None = None  # rl: the reward model, checkpoint:ID
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise InvalidInput(f"unknown run kind {self.kind!r}: use one of {', '.join(KINDS)}")
+        if self.kind == "rl":
+            self.algo = self.algo or DEFAULT_ALGO
+            if self.algo not in ALGOS:
+                raise InvalidInput(
+                    f"unknown RL algorithm {self.algo!r}: use grpo or rloo "
+                    "(TRL 1.x has no PPOTrainer)"
+                )
+
+    # -- from each place a run is described --
+
+    @classmethod
+    def from_flags(
+        cls,
+        kind: str,
+        *,
+        snapshot_id: int | None = None,
+        base: str | None = None,
+        preset: str | None = None,
+        flags: list[str] | tuple[str, ...] = (),
+        algo: str | None = None,
+        reward: str | int | None = None,
+    ) -> RunSpec:
+        """The command line: `rlhf train KIND`, `python -m training.KIND`, a recipe's run()."""
+        flags = list(flags)
+        if kind == "rl":
+            own, flags = own_flags(flags)
+            if algo and own.get("algo") and own["algo"] != algo:
+                raise InvalidInput(f"--algo {algo} and --algo {own['algo']} disagree")
+            algo = algo or own.get("algo")
+            reward = own.get("reward") if reward is None else reward
+        return cls(
+            kind=kind,
+            snapshot_id=snapshot_id,
+            base=base,
+            preset=preset or DEFAULT_PRESET,
+            fields=fields_from_flags(flags),
+            algo=algo,
+            reward=None if reward is None else str(reward),
+        )
+
+    @classmethod
+    def from_run(cls, run, extra_flags: list[str] | tuple[str, ...] = ()) -> RunSpec:
+        """A stored run (queued, claimed by a worker, or reopened for --resume): its config
+        {"preset", "base", TRL field: value, ...} and its base / reward checkpoints; extra
+        flags (--resume) apply over the stored fields."""
+        config = dict(run.config or {})
+        base = config.get("base")
+        if run.base_checkpoint_id is not None:
+            base = f"checkpoint:{run.base_checkpoint_id}"
+        reward = config.get("reward")
+        if run.reward_checkpoint_id is not None:
+            reward = f"checkpoint:{run.reward_checkpoint_id}"
+        fields = {k: v for k, v in config.items() if k not in PLATFORM_KEYS and v is not None}
+        kind = getattr(run.kind, "value", run.kind)
+        return cls.from_flags(
+            kind,
+            snapshot_id=run.snapshot_id,
+            base=str(base) if base else None,
+            preset=str(config.get("preset") or DEFAULT_PRESET),
+            flags=[*flags_from_fields(fields), *extra_flags],
+            algo=config.get("algo") if kind == "rl" else None,
+            reward=reward if kind == "rl" else None,
+        )
+
+    @classmethod
+    def from_form(
+        cls,
+        kind: str,
+        preset: str,
+        *,
+        learning_rate: float,
+        max_steps: int | None,
+        batch_size: int,
+        extra: str = "",
+        model: str = "",
+    ) -> RunSpec:
+        """The UI's "launch training" form: the fields shown, then a JSON object of more."""
+        if preset not in preset_names():
+            raise InvalidInput(f"unknown preset {preset!r}: use {' or '.join(preset_names())}")
+        fields: dict[str, Any] = {
+            "learning_rate": float(learning_rate),
+            "per_device_train_batch_size": int(batch_size),
+        }
+        if max_steps is not None:
+            fields["max_steps"] = int(max_steps)
+        if model.strip():
+            fields["model_name_or_path"] = model.strip()
+        if extra.strip():
+            try:
+                more = json.loads(extra)
+            except json.JSONDecodeError as exc:
+                raise InvalidInput(
+                    f"more config fields: not JSON ({exc.msg}, line {exc.lineno})"
+                ) from None
+            if not isinstance(more, dict):
+                raise InvalidInput('more config fields: write a JSON object, e.g. {"beta": 0.1}')
+            fields.update(more)
+        return cls(kind=kind, preset=preset, fields=fields)
+
+    # -- what each place needs from it --
+
+    def to_flags(self) -> list[str]:
+        """The TRL fields as TRL's scripts take them (what HfArgumentParser reads)."""
+        return flags_from_fields(self.fields)
+
+    def to_config(self) -> dict[str, Any]:
+        """The config stored on a queued run: the preset, the TRL fields, and (rl) the
+        algorithm; base / reward only when they are not checkpoints (those are the run's
+        base_checkpoint_id / reward_checkpoint_id, see checkpoint_ids)."""
+        config: dict[str, Any] = {"preset": self.preset, **self.fields}
+        base_id, reward_id = self.checkpoint_ids()
+        if self.base and base_id is None:
+            config["base"] = self.base
+        if self.kind == "rl":
+            config["algo"] = self.algo
+            if self.reward and reward_id is None:
+                config["reward"] = self.reward
+        return config
+
+    def checkpoint_ids(self) -> tuple[int | None, int | None]:
+        """(base checkpoint id, reward checkpoint id) where base / reward name checkpoints."""
+        return _checkpoint_id(self.base), _checkpoint_id(self.reward)
+
+    def recipe_kwargs(self) -> dict[str, Any]:
+        """The arguments of the recipe's run() that describe the run."""
+        kwargs: dict[str, Any] = {
+            "snapshot_id": self.snapshot_id,
+            "base": self.base,
+            "preset": self.preset,
+            "flags": self.to_flags(),
+        }
+        if self.kind == "rl":
+            kwargs.update(algo=self.algo, reward=self.reward)
+        return kwargs
+
+    def config_class(self):
+        """TRL's config class for this run (imports trl: call it only to validate or train)."""
+        import trl
+
+        name = RL_CONFIG_CLASSES[self.algo] if self.kind == "rl" else CONFIG_CLASSES[self.kind]
+        return getattr(trl, name)
+
+    def parse(self) -> tuple[Any, Any, dict]:
+        """(TRL config, trl.ModelConfig, the fields set explicitly): the preset's section for
+        this kind, then the fields. A bad field is an InvalidInput that names the class."""
+        return parse_config(self.config_class(), self.preset, self.kind, self.to_flags())
+
+    def validate(self) -> RunSpec:
+        """Check every field against TRL's config classes now (before queueing), not later
+        in the worker; returns the spec."""
+        self.parse()
+        return self
