@@ -62,7 +62,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -73,6 +72,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
+from labeling import atomic
 from labeling.errors import InvalidInput, NotFound, Unavailable
 from labeling.hashing import canonical_json
 from labeling.models import (
@@ -424,14 +424,6 @@ def verify_snapshot(snapshot: Snapshot) -> str:
     return actual
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _write_dir(
     final: Path, kind: SnapshotKind, splits: dict[str, list[dict[str, Any]]], manifest: dict
 ) -> bool:
@@ -443,34 +435,21 @@ def _write_dir(
     # What a killed writer left here (the UI's snapshot page included; the CLI also cleans
     # at start-up): stale temp directories take space and are never renamed into place.
     clean_stale_temp_dirs(load_settings().home, dirs=("snapshots",))
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=parent))
+    tmp = atomic.temp_dir_beside(final)
     try:
         for split in SPLITS:
             table = pa.Table.from_pylist(splits[split], schema=SCHEMAS[kind])
-            with open(tmp / FILES[split], "wb") as fh:
-                pq.write_table(table, fh)
-                fh.flush()
-                os.fsync(fh.fileno())
+            pq.write_table(table, tmp / FILES[split])
             os.chmod(tmp / FILES[split], 0o444)
         with open(tmp / FILES["manifest"], "w", encoding="utf-8") as fh:
             json.dump(manifest, fh, indent=2, sort_keys=True, ensure_ascii=False)
             fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
         os.chmod(tmp / FILES["manifest"], 0o444)
         os.chmod(tmp, 0o755)
-        _fsync_dir(tmp)
-        try:
-            os.rename(tmp, final)
-        except OSError:
-            if final.is_dir():  # someone else wrote the same content first
-                shutil.rmtree(tmp, ignore_errors=True)
-                return False
-            raise
-        _fsync_dir(parent)
-        return True
+        # fsync, rename; False when someone else wrote the same content first
+        return atomic.publish(tmp, final, if_exists="keep")
     except BaseException as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
+        atomic.discard(tmp)
         if isinstance(exc, OSError) and _disk_full(exc):
             raise Unavailable(
                 f"disk full writing a snapshot under {parent}: free some space and retry; "

@@ -32,12 +32,12 @@ import json
 import math
 import os
 import shutil
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from labeling import atomic
 from labeling.errors import InvalidInput, NotFound
 from labeling.settings import load_settings
 
@@ -179,20 +179,22 @@ def default_policy_dir() -> Path:
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     model.config.name_or_path = POLICY_NAME
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{POLICY_CACHE}-", dir=cache.parent))
+    tmp = atomic.temp_dir_beside(cache)
     try:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        if cache.exists():  # an unfinished cache from a killed process, or a parallel writer
+        if (cache / CACHE_MARKER).is_file():  # another process finished first
+            atomic.discard(tmp)
+            return cache
+        if cache.exists():  # an unfinished cache from a killed process
             shutil.rmtree(cache, ignore_errors=True)
-        os.rename(tmp, cache)
+        marker_text = json.dumps({"source": f"{POLICY_PACKAGE}/{POLICY_GGUF}"})
+        atomic.publish(tmp, cache, marker=CACHE_MARKER, marker_text=marker_text)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        atomic.discard(tmp)
         if (cache / CACHE_MARKER).is_file():  # another process finished first
             return cache
         raise
-    (cache / CACHE_MARKER).write_text(json.dumps({"source": f"{POLICY_PACKAGE}/{POLICY_GGUF}"}))
     return cache
 
 

@@ -28,11 +28,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
-import shutil
 import socket
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -40,6 +37,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from labeling import atomic
 from labeling.errors import Conflict, InvalidInput, NotFound
 from labeling.models import (
     Checkpoint,
@@ -191,25 +189,6 @@ def fail_run(
 # --- checkpoint directories ----------------------------------------------------------------
 
 
-def _fsync_tree(root: Path) -> None:
-    for dirpath, _dirnames, filenames in os.walk(root):
-        for name in filenames:
-            fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        _fsync_dir(Path(dirpath))
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def checkpoint_name(kind: str | RunKind, run_id: int, snapshot_sha256: str | None) -> str:
     name = f"{RunKind(kind).value}-run{int(run_id)}"
     return f"{name}-{snapshot_sha256[:8]}" if snapshot_sha256 else name
@@ -225,7 +204,7 @@ def prepare_checkpoint_dir(name: str) -> Path:
     final = resolve_under(root, name)
     if final.exists():
         raise Conflict(f"checkpoint directory {final} already exists")
-    return Path(tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=root))
+    return atomic.temp_dir_beside(final)
 
 
 def finish_checkpoint_dir(tmp: Path, name: str) -> Path:
@@ -240,22 +219,11 @@ def finish_checkpoint_dir(tmp: Path, name: str) -> Path:
         final = resolve_under(root, name)
         if not any(tmp.iterdir()):
             raise InvalidInput("the trainer saved nothing into the checkpoint directory")
-        if final.exists():
-            raise Conflict(f"checkpoint directory {final} already exists")
-        _fsync_tree(tmp)
-        os.rename(tmp, final)
-        _fsync_dir(root)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        atomic.discard(tmp)
         raise
-    marker = final / COMPLETE_MARKER
-    marker.write_text(json.dumps({"name": name, "files": sorted(p.name for p in final.iterdir())}))
-    fd = os.open(marker, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    _fsync_dir(final)
+    marker_text = json.dumps({"name": name, "files": sorted(p.name for p in tmp.iterdir())})
+    atomic.publish(tmp, final, marker=COMPLETE_MARKER, marker_text=marker_text)
     return final
 
 
@@ -272,7 +240,7 @@ def write_checkpoint_dir(name: str, save: Callable[[Path], None]) -> Path:
     try:
         save(tmp)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        atomic.discard(tmp)
         raise
     return finish_checkpoint_dir(tmp, name)
 
