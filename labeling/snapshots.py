@@ -20,7 +20,7 @@ Formats are TRL's conversational ones, so a split loads straight into a trainer 
                 label (bool)                False; both_bad gives two False rows
 
 Every kind also carries four provenance columns that TRL's dataset preparation ignores
-(tests/test_snapshots_trl.py runs them through RewardTrainer, DPOTrainer, SFTTrainer and
+(tests/training/test_snapshots_trl.py runs them through RewardTrainer, DPOTrainer, SFTTrainer and
 KTOTrainer): prompt_hash, task_hash (content hashes, not database ids), label_kind
 (demonstration, preference or ranking) and origin (labeler or import). No column is named
 `text`, `labels`, `tools`, `images` or the like, which TRL would read.

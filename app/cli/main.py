@@ -1,6 +1,6 @@
 """`rlhf`: the command line. Each *_cmd module only registers its arguments at import; what a
 command uses (the ORM, pandas, the ratings maths, torch) loads inside its function, so
-`rlhf --help` stays fast and a command loads only its own modules (tests/test_cli_basics.py,
+`rlhf --help` stays fast and a command loads only its own modules (tests/app/cli/test_cli_basics.py,
 bench/cli_startup.py)."""
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 COMMAND_MODULES = sorted(p.stem for p in (ROOT / "app" / "cli").glob("*_cmd.py"))
 # What a command that does not use them must not load: the ORM, the dataframes and the maths,
 # the migrations, the UI, the ML stack.

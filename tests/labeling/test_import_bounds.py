@@ -27,7 +27,7 @@ from labeling.models import Prompt
 from labeling.projects import create_project
 from tests.import_rows import counts, pairs, write_jsonl
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "Import-tests-unusual-42"
 PEAK_MB = 500
 

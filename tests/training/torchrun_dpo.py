@@ -1,8 +1,8 @@
 """`rlhf ARGS...` on one rank of a torchrun launch, with a failure injected on one rank.
 
-    torchrun --nproc_per_node 2 tests/torchrun_dpo.py --fail-rank 1 train dpo --snapshot 3 ...
+    torchrun --nproc_per_node 2 tests/training/torchrun_dpo.py --fail-rank 1 train dpo --snapshot 3 ...
 
-Run by tests/test_torchrun.py to check that a failure on a rank other than 0 fails the run
+Run by tests/training/test_torchrun.py to check that a failure on a rank other than 0 fails the run
 once, recorded by rank 0 with that rank's error, and registers no checkpoint: on the rank
 named by --fail-rank, transformers' Trainer.save_model raises (every rank saves the final
 model together, so the others are left waiting for it). Without --fail-rank this is plain
@@ -15,7 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 
 def main(argv: list[str]) -> int:

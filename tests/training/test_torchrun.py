@@ -26,7 +26,7 @@ from labeling.models import Checkpoint, RunMetric, RunStatus, TrainingRun
 from labeling.registry import training_records
 from labeling.settings import load_settings
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # SQLite only (the recipes' database work is plain services); the seeded snapshots, the tiny
 # models and the base checkpoint of the DPO/RL tests.
 db_url, Session, snaps, tiny_models, checkpoints = (
@@ -103,7 +103,7 @@ def test_dpo_under_torchrun_records_one_run_and_one_checkpoint(snaps, checkpoint
 
 def test_a_failure_on_another_rank_fails_the_run_once(snaps, checkpoints, Session):  # noqa: N803
     proc = torchrun(
-        str(ROOT / "tests" / "torchrun_dpo.py"), "--fail-rank", "1", "train", "dpo",
+        str(Path(__file__).with_name("torchrun_dpo.py")), "--fail-rank", "1", "train", "dpo",
         "--snapshot", str(snaps["preference"]), "--base", f"checkpoint:{checkpoints['base']}",
         *DPO,
     )  # fmt: skip

@@ -14,7 +14,7 @@ from app.ui import state
 from labeling.accounts import login_throttle, users, web_sessions
 from labeling.db import make_engine, make_sessionmaker
 
-MAIN = Path(__file__).resolve().parents[1] / "app" / "ui" / "main.py"
+MAIN = Path(__file__).resolve().parents[3] / "app" / "ui" / "main.py"
 PASSWORD = "labeler-password"
 NEW = "a-new-long-secret"
 

@@ -27,7 +27,7 @@ from labeling.registry import run_queue
 from labeling.settings import load_settings
 from training.checkpoint import last_trainer_checkpoint
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)

@@ -37,7 +37,7 @@ from tests import import_rows
 from tests.import_rows import pairs, write_jsonl
 
 # ../shared beside the checkout (as in CI); RLHF_SHARED_DIR points elsewhere if needed.
-SHARED = Path(os.environ.get("RLHF_SHARED_DIR") or Path(__file__).resolve().parents[2] / "shared")
+SHARED = Path(os.environ.get("RLHF_SHARED_DIR") or Path(__file__).resolve().parents[3] / "shared")
 HH_SAMPLE = SHARED / "data" / "hh-rlhf-harmless-sample.jsonl"
 HH_EARLY_DIFF = [451, 519]  # pairs whose transcripts differ before the last assistant turn
 HH_EMPTY_ANSWER = 275  # the chosen transcript ends with an empty assistant answer

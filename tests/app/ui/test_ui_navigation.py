@@ -13,7 +13,7 @@ from app.ui import navigation, render
 from labeling.accounts import policies
 from labeling.models import Role
 
-UI = Path(__file__).resolve().parents[1] / "app" / "ui"
+UI = Path(__file__).resolve().parents[3] / "app" / "ui"
 
 
 def _titles(role: Role) -> dict[str, list[str]]:

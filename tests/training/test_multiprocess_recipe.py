@@ -1,6 +1,6 @@
 """The pieces of training/ (launch, checkpoint, recorder) that multi-process launches rely on, in one process.
 
-tests/test_torchrun.py runs a real recipe on two ranks. Here: what cannot run on this
+tests/training/test_torchrun.py runs a real recipe on two ranks. Here: what cannot run on this
 machine's CPU ranks - the save path of sharded strategies (FSDP, DeepSpeed ZeRO-3), where the
 trainer gathers and saves only the LoRA adapter and rank 0 merges it into a fresh copy of the
 base - and a launch of one (a plain process), where every rank method is a plain call. The
