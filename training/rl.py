@@ -84,6 +84,22 @@ def check_reward(resolved) -> None:
         )
 
 
+def train_prompts(snapshot) -> list:
+    """The snapshot's training prompts, refused when too few (before any model loads)."""
+    from labeling.snapshots import read_split
+    from training.spec import MIN_TRAIN_ROWS
+
+    prompts = prompts_of(
+        getattr(snapshot.kind, "value", snapshot.kind), read_split(snapshot, "train")
+    )
+    if len(prompts) < MIN_TRAIN_ROWS:
+        raise InvalidInput(
+            f"snapshot {snapshot.id} has {len(prompts)} training prompts: too few to train "
+            f"(at least {MIN_TRAIN_ROWS}); label more and take a new snapshot"
+        )
+    return prompts
+
+
 def run(
     *,
     snapshot_id: int,
@@ -99,12 +115,10 @@ def run(
     resume: bool = False,
 ) -> dict[str, Any]:
     """Train, record, register. Returns {"run_id", "checkpoint_id", "metrics"}."""
-    from labeling.snapshots import get_snapshot, read_split, snapshot_files
     from training import data
-    from training.launch import Launch
     from training.models import resolve_model
-    from training.recorder import recorded_run
-    from training.spec import MIN_TRAIN_ROWS, peft_config
+    from training.prepare import prepare
+    from training.spec import peft_config
 
     # --algo / --reward may also come back among the flags of a stored config (--resume)
     spec = RunSpec.from_flags(
@@ -117,41 +131,23 @@ def run(
             "online RL needs a reward model: pass --reward checkpoint:ID (a reward checkpoint "
             "from `rlhf train reward`)"
         )
-    sessionmaker = sessionmaker or cli.default_sessionmaker()
-    timer = cli.Timer()
-    # 1. config (under torchrun / accelerate launch this also joins the ranks together)
-    config, model_config, record = spec.parse()
-    launch = Launch.current()
-    base = base or model_config.model_name_or_path or "default"
-    # 2. the prompts, the base (a policy) and the reward model, checked before any model loads
-    with sessionmaker.begin() as s:
-        snapshot = get_snapshot(s, snapshot_id)
-        kind = getattr(snapshot.kind, "value", snapshot.kind)
-        files = snapshot_files(snapshot)
-        prompts = prompts_of(kind, read_split(snapshot, "train"))
-    if len(prompts) < MIN_TRAIN_ROWS:
-        raise InvalidInput(
-            f"snapshot {snapshot_id} has {len(prompts)} training prompts: too few to train "
-            f"(at least {MIN_TRAIN_ROWS}); label more and take a new snapshot"
-        )
+    # config, then the prompts, the base (a policy) and the reward model, checked before any
+    # model loads; a reward checkpoint is refused as the base
+    inputs = prepare(
+        spec, snapshot_kind=None, model_kind="policy", sessionmaker=sessionmaker,
+        read=train_prompts,
+    )  # fmt: skip
+    config, model_config, record = inputs.config, inputs.model_config, inputs.record
+    prompts = inputs.extra
+    files, resolved = inputs.files, inputs.resolved
     rows = data.snapshot_rows(files)
-    # a reward checkpoint is refused as the base; rank 0 resolves first (it caches the default)
-    resolved = launch.share(lambda: resolve_model(base, kind="policy"))
-    resolved_reward = launch.share(lambda: resolve_model(reward, kind="reward"))
+    resolved_reward = inputs.launch.share(lambda: resolve_model(reward, kind="reward"))
     check_reward(resolved_reward)
     trainer_name = spec.config_class().__name__.replace("Config", "Trainer")
-    # 3. the run record: rank 0 writes it, every rank gets its id; a failure inside is recorded
-    with recorded_run(
-        launch,
-        sessionmaker,
-        timer=timer, run_id=run_id, json_output=json_output, trainer_args=config, kind="rl",
-        snapshot_id=snapshot_id,
-        config={
-            **record, "algo": algo, "trainer": trainer_name, "recipe": "training/rl.py",
-            "preset": preset, "base": base, "reward": reward,
-        },
-        created_by=created_by,
-        base_checkpoint_id=resolved.checkpoint_id,
+    # the run record: rank 0 writes it, every rank gets its id; a failure inside is recorded
+    with inputs.recorded_run(
+        recipe="training/rl.py", created_by=created_by, run_id=run_id, json_output=json_output,
+        config={"algo": algo, "trainer": trainer_name, "reward": reward},
         reward_checkpoint_id=resolved_reward.checkpoint_id,
     ) as run:  # fmt: skip
         # 4. policy, reward model and trainer

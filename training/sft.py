@@ -51,40 +51,18 @@ def run(
 ) -> dict[str, Any]:
     """Train, record, register. Returns {"run_id", "checkpoint_id", "metrics"}."""
     from labeling.registry import training_records
-    from labeling.snapshots import get_snapshot, snapshot_files
     from training import data
-    from training.launch import Launch
-    from training.models import resolve_model
-    from training.recorder import recorded_run
+    from training.prepare import prepare
     from training.spec import peft_config
 
-    sessionmaker = sessionmaker or cli.default_sessionmaker()
-    timer = cli.Timer()
-    # 1. config (under torchrun / accelerate launch this also joins the ranks together)
     spec = RunSpec.from_flags("sft", snapshot_id=snapshot_id, base=base, preset=preset, flags=flags)
-    config, model_config, record = spec.parse()
-    launch = Launch.current()
-    base = base or model_config.model_name_or_path or "default"
-    # 2. the snapshot, checked before any model loads
-    with sessionmaker.begin() as s:
-        snapshot = get_snapshot(s, snapshot_id)
-        files = snapshot_files(snapshot)
-        rows = data.check_snapshot(snapshot, "sft", files)
-    # rank 0 resolves first: the default is cached on first use
-    resolved = launch.share(lambda: resolve_model(base, kind="policy"))
-    # 3. the run record: rank 0 writes it, every rank gets its id; a failure inside is recorded
-    with recorded_run(
-        launch,
-        sessionmaker,
-        timer=timer,
-        trainer_args=config,
-        run_id=run_id,
-        json_output=json_output,
-        kind="sft",
-        snapshot_id=snapshot_id,
-        config={**record, "recipe": "training/sft.py", "preset": preset, "base": base},
-        created_by=created_by,
-        base_checkpoint_id=resolved.checkpoint_id,
+    # config, then the snapshot and the base (a policy), checked before any model loads
+    inputs = prepare(spec, snapshot_kind="sft", model_kind="policy", sessionmaker=sessionmaker)
+    config, model_config, record = inputs.config, inputs.model_config, inputs.record
+    files, rows, resolved = inputs.files, inputs.rows, inputs.resolved
+    # the run record: rank 0 writes it, every rank gets its id; a failure inside is recorded
+    with inputs.recorded_run(
+        recipe="training/sft.py", created_by=created_by, run_id=run_id, json_output=json_output
     ) as run:
         # 4. model and trainer
         from trl import SFTTrainer
