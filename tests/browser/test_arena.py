@@ -10,7 +10,7 @@ from labeling import arena, projects
 from labeling.models import AuthorKind, Checkpoint, CheckpointKind, Preference, Task
 from labeling.tasks import add_prompt, add_response
 from tests.browser.conftest import LABELER, login, main_area, open_page, shot, wait_idle
-from tests.browser.test_labeling import ANSWER_A, ANSWER_B, choose_project, judge, unfocus
+from tests.browser.pages import ANSWER_A, ANSWER_B, choose_project, judge, unfocus
 
 pytestmark = pytest.mark.browser
 

@@ -1,0 +1,62 @@
+"""Driving the labeler's pages in the browser: shared by the browser tests (not a test file)."""
+
+from __future__ import annotations
+
+from tests.browser.conftest import main_area, no_exception, wait_idle
+
+ANSWER_A, ANSWER_B = ".st-key-answer-a", ".st-key-answer-b"
+EMPTY = "Nothing left to label in this project."
+
+
+def choose_project(page, name: str) -> None:
+    """Pick `name` in the page's "Project" selectbox (shown only with several projects)."""
+    box = main_area(page).locator('[data-testid="stSelectbox"]').filter(has_text="Project")
+    if box.count() == 0 or name in box.first.inner_text():
+        return
+    box.first.locator('[role="combobox"], input').first.click()
+    page.locator('[role="option"]').filter(has_text=name).first.click()
+    wait_idle(page)
+    no_exception(page)
+
+
+def unfocus(page) -> None:
+    """Keyboard shortcuts act when no text box has the focus."""
+    page.evaluate("() => document.activeElement && document.activeElement.blur()")
+
+
+def left_text(page) -> str | None:
+    box = page.locator(ANSWER_A)
+    return box.first.inner_text() if box.count() else None
+
+
+def wait_next_task(page, before: str | None) -> None:
+    """Until the left answer is no longer `before` (or the queue is empty), then idle."""
+    page.wait_for_function(
+        """([sel, before, empty]) => {
+            if (document.body.innerText.includes(empty)) return true;
+            const el = document.querySelector(sel);
+            return !!el && !el.closest('[data-stale="true"]') && el.innerText !== before;
+        }""",
+        arg=[ANSWER_A, before, EMPTY],
+        polling=50,
+    )
+    wait_idle(page)
+    no_exception(page)
+
+
+def press(page, key: str) -> None:
+    page.keyboard.press(key)
+    wait_idle(page)
+
+
+def judge(page, choice_key: str, strength_key: str | None = None) -> str:
+    """Choose with the keyboard, submit with Enter, wait for the next task. Returns the left
+    answer that was judged."""
+    page.locator(ANSWER_A).first.wait_for()
+    before = left_text(page)
+    press(page, choice_key)
+    if strength_key:
+        press(page, strength_key)
+    page.keyboard.press("Enter")
+    wait_next_task(page, before)
+    return before
