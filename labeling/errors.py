@@ -51,6 +51,19 @@ def safe_url(url: str | None) -> str:
         return "the configured database (RLHF_DATABASE_URL does not parse)"
 
 
+_PG_UNDEFINED = ("42P01", "42703")  # undefined table, undefined column
+
+
+def _schema_missing(orig: BaseException, message: str) -> bool:
+    """A table or column this version needs is not there: a database never migrated, or
+    migrated by an older version."""
+    if getattr(orig, "sqlstate", None) in _PG_UNDEFINED:
+        return True
+    return message.startswith(("no such table:", "no such column:")) or (
+        "has no column named" in message
+    )
+
+
 def describe_failure(exc: BaseException, *, database_url: str | None = None) -> str | None:
     """One sentence for a failure of the machine rather than of the input, or None when
     `exc` is not one of them (the caller then re-raises it).
@@ -86,6 +99,11 @@ def describe_failure(exc: BaseException, *, database_url: str | None = None) -> 
             return (
                 f"cannot reach the database at {safe_url(database_url)} ({message}); "
                 f"check RLHF_DATABASE_URL and {check}"
+            )
+        if _schema_missing(orig, message):
+            return (
+                f"the database at {safe_url(database_url)} is not migrated to this version "
+                f"({message}): run `rlhf db upgrade`"
             )
         if getattr(exc, "connection_invalidated", False):
             return (

@@ -1,6 +1,8 @@
 """Settings from the environment, with zero-config defaults.
 
-RLHF_HOME          data root: SQLite file, snapshots, checkpoints (default: ./.rlhf)
+RLHF_HOME          data root: SQLite file, snapshots, checkpoints (default: ./.rlhf where
+                   that folder exists, as in earlier versions; else the user's data directory,
+                   e.g. ~/.local/share/rlhf on Linux: the same data from any working directory)
 RLHF_DATABASE_URL  SQLAlchemy URL (default: sqlite:///$RLHF_HOME/rlhf.db);
                    PostgreSQL: postgresql+psycopg://user@host/db
 """
@@ -26,9 +28,19 @@ class Settings:
         return self.home / "checkpoints"
 
 
+def default_home(cwd: Path | None = None) -> Path:
+    """./.rlhf if it exists (data made before the default moved), else the user's data dir."""
+    legacy = (cwd or Path.cwd()) / ".rlhf"
+    if legacy.is_dir():
+        return legacy
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("rlhf", appauthor=False))
+
+
 def load_settings(environ: dict[str, str] | None = None) -> Settings:
     env = os.environ if environ is None else environ
-    home = Path(env.get("RLHF_HOME") or Path.cwd() / ".rlhf").expanduser().resolve()
+    home = Path(env.get("RLHF_HOME") or default_home()).expanduser().resolve()
     url = env.get("RLHF_DATABASE_URL") or f"sqlite:///{home / 'rlhf.db'}"
     return Settings(home=home, database_url=url)
 

@@ -11,6 +11,7 @@ import io
 import os
 import shutil
 import sys
+import tempfile
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 
@@ -27,6 +28,9 @@ from labeling.models import Base
 # at import; nothing imported above loads them). Subprocesses inherit it.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+# ... and never write into the user's data directory (the default RLHF_HOME): a test that does
+# not set its own data root gets a throwaway one.
+os.environ.setdefault("RLHF_HOME", tempfile.mkdtemp(prefix="rlhf-tests-home-"))
 
 PG_URL = os.environ.get("RLHF_TEST_POSTGRES_URL")
 # CI sets this: a PostgreSQL test that skips then fails the run instead of passing quietly.

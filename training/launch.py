@@ -124,6 +124,18 @@ def _portable(error: BaseException | None) -> BaseException | None:
         return TrainingFailed(f"{type(error).__name__}: {error}")
 
 
+def leave_process_group() -> None:
+    """At the end of a launch, every rank waits for the others and closes the process group:
+    left to interpreter exit, gloo's threads may still be joinable when their destructors run,
+    and a rank that finished its work aborts ("terminate called without an active
+    exception"), failing the whole launch."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is None or not (dist.is_available() and dist.is_initialized()):
+        return
+    dist.barrier()
+    dist.destroy_process_group()
+
+
 def is_main_process() -> bool:
     """Global rank 0 of a torchrun / accelerate launch, or a plain single process."""
     dist = sys.modules.get("torch.distributed")

@@ -75,7 +75,13 @@ def main(argv: list[str] | None = None) -> int:
             from labeling.tempdirs import clean_stale_temp_dirs
 
             clean_stale_temp_dirs(load_settings().home)
-        return args.func(args) or 0
+        code = args.func(args) or 0
+        # a torchrun / accelerate launch that succeeded: every rank closes its process group
+        if code == 0 and "torch.distributed" in sys.modules:
+            from training.launch import leave_process_group
+
+            leave_process_group()
+        return code
     except RLHFError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
