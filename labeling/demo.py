@@ -1,7 +1,10 @@
 """A small, benign demo: accounts, a comparison project and a writing project.
 
 The passwords are printed in the README: this is for trying the platform on one machine,
-never for a shared server.
+never for a shared server. Every fourth prompt is held out (not by hash: with a dozen
+prompts a hash split may hold out none), so snapshots, `eval reward --split heldout` and
+`arena add-prompts` have rows to work on. `rlhf demo --with-labels` adds the demo labelers'
+labels and an arena (labeling/demo_labels.py).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from labeling import projects
 from labeling.accounts import users
-from labeling.models import Project, User
+from labeling.models import Project, Split, User
 from labeling.tasks import add_compare_task, add_prompt, add_response, add_write_task
 
 ACCOUNTS = [
@@ -29,6 +32,17 @@ GUIDELINES = """\
 3. **Clear**: short and well organised beats long and rambling.
 
 Pick *tie* when neither is better, *both bad* when neither is acceptable.
+"""
+
+WRITE_GUIDELINES = """\
+# How to write an answer
+
+1. **Answer what was asked**, completely, in the form asked for (an email, a list, a poem).
+2. **Be right**: no made-up facts; say "I am not sure" rather than guess.
+3. **Be clear and kind**: plain words, short paragraphs, no padding; write as for a curious
+   friend.
+
+A good answer here is a model's target: write the answer you would want a model to give.
 """
 
 # (prompt, a better answer, a weaker answer)
@@ -133,6 +147,7 @@ def seed(session: Session) -> dict[str, int | bool]:
         )
         for i, (question, better, weaker) in enumerate(PAIRS):
             prompt = add_prompt(session, p, question, source="demo")
+            prompt.split = _split(i)
             good, bad = add_response(session, prompt, better), add_response(session, prompt, weaker)
             # alternate which slot holds the better answer, so "always A" is not a strategy
             a, b = (good, bad) if i % 2 == 0 else (bad, good)
@@ -140,9 +155,15 @@ def seed(session: Session) -> dict[str, int | bool]:
         created_projects += 1
     if session.scalar(select(Project.id).where(Project.name == "demo-write")) is None:
         p = projects.create_project(
-            session, name="demo-write", kind="sft", overlap=1, guidelines=GUIDELINES
+            session, name="demo-write", kind="sft", overlap=1, guidelines=WRITE_GUIDELINES
         )
-        for question in WRITE_PROMPTS:
-            add_write_task(session, p, add_prompt(session, p, question, source="demo"))
+        for i, question in enumerate(WRITE_PROMPTS):
+            prompt = add_prompt(session, p, question, source="demo")
+            prompt.split = _split(i)
+            add_write_task(session, p, prompt)
         created_projects += 1
     return {"users_created": created_users, "projects_created": created_projects}
+
+
+def _split(i: int) -> Split:
+    return Split.heldout if i % 4 == 3 else Split.train

@@ -22,6 +22,11 @@ with the reason (`REFUSED`), never read as a format they only resemble.
 Limits: a message or answer holds at most MAX_TEXT_CHARS characters and a conversation at
 most MAX_MESSAGES messages; longer input is a row error, never a crash.
 
+Gold answers: any row may carry an `answer` column, the prompt's gold final answer that a
+verifier checks completions against (verifiable rewards): text or a number, at most
+MAX_ANSWER_CHARS characters; an empty cell means none. It belongs to the prompt, not to a
+response, so `prompt`/`answer` rows are prompts with answers (`messages` + `answer` too).
+
 Size: about 700 lines kept in one module on purpose: the eight row formats, their detection
 and ColumnMap share the same text checks (_text, _conversation, _check_chars) and tables
 (FORMATS, ROW_KIND, CANONICAL); splitting them would scatter one concept.
@@ -53,6 +58,7 @@ MAX_MESSAGES = 500
 MAX_SOURCE_CHARS = 200
 MAX_CATEGORY_CHARS = 100
 MAX_TAGS = 50
+MAX_ANSWER_CHARS = 10_000
 
 FORMATS = (
     "prompts",
@@ -133,6 +139,7 @@ class Row:
     category: str | None = None
     tags: list[str] | None = None
     choice: str | None = None
+    answer: str | None = None  # the prompt's gold final answer
 
 
 # --------------------------------------------------------------------------- formats
@@ -300,8 +307,27 @@ def parse_row(fmt: str, number: int, row: dict[str, Any], default_source: str | 
     source = _optional_text(row.get("source"), "source", MAX_SOURCE_CHARS) or default_source
     category = _optional_text(row.get("category"), "category", MAX_CATEGORY_CHARS)
     return Row(
-        number, ROW_KIND[fmt], messages, texts, source, category, _tags(row.get("tags")), choice
-    )
+        number, ROW_KIND[fmt], messages, texts, source, category, _tags(row.get("tags")), choice,
+        gold_answer(row.get("answer")),
+    )  # fmt: skip
+
+
+def gold_answer(value: Any, what: str = "'answer'") -> str | None:
+    """A gold final answer as stored: stripped text (a number as normalise_value writes it:
+    42, 0.75), None for an empty cell; anything else is a RowProblem."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise RowProblem(f"{what} must be text or a number, got {_type_name(value)}")
+    if isinstance(value, float) and math.isinf(value):
+        raise RowProblem(f"{what} is not a finite number")
+    text = value.strip() if isinstance(value, str) else normalise_value(value)
+    if len(text) > MAX_ANSWER_CHARS:
+        raise RowProblem(
+            f"{what} is too long: {len(text):,} characters (limit {MAX_ANSWER_CHARS:,})"
+        )
+    _check_chars(text, what)
+    return text or None
 
 
 def _whole_conversations(row: dict[str, Any]) -> bool:
@@ -388,6 +414,7 @@ CANONICAL = (
     "category",
     "tags",
     "source",
+    "answer",
 )
 
 

@@ -22,6 +22,12 @@ are refused with the reason. What a row becomes depends on the project kind:
 Identity is the content hash (labeling.hashing): a prompt, task or imported response that
 already exists is reused, so importing a file twice adds nothing the second time.
 
+Gold answers (an `answer` column, any format): stored on the prompt (Prompt.answer). A prompt
+that exists without one gets it (counted in `answers_added`, the row itself a duplicate); the
+same answer again changes nothing; a different answer than the stored one, or two rows of the
+file giving one prompt different answers, is a row error: a gold answer is never replaced
+silently.
+
 All or nothing by default: every row is parsed and checked before anything is written; any
 bad row raises ImportFailed (an InvalidInput carrying the summary) and nothing is written.
 skip_invalid=True writes the good rows and lists the skipped ones.
@@ -45,7 +51,7 @@ from json.encoder import encode_basestring as _json_string  # what json.dumps us
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import exists, select
+from sqlalchemy import bindparam, exists, select, update
 from sqlalchemy.orm import Session
 
 from labeling.bulk_insert import (
@@ -136,6 +142,7 @@ class ImportResult:
     responses_added: int = 0
     tasks_added: int = 0
     labels_added: int = 0
+    answers_added: int = 0
     notes: list[str] = field(default_factory=list)
     # Seconds spent reading and checking rows, planning (hashes, look-ups), inserting.
     timings: dict[str, float] = field(default_factory=dict, repr=False)
@@ -158,6 +165,7 @@ class ImportResult:
             "responses_added": self.responses_added,
             "tasks_added": self.tasks_added,
             "labels_added": self.labels_added,
+            "answers_added": self.answers_added,
             "notes": list(self.notes),
         }
 
@@ -341,13 +349,17 @@ def _import(
     result.timings["read"] = time.perf_counter() - started
     if result.rows_read == 0:
         raise InvalidInput("no rows: the file is empty")
+    answers = _check_answers(session, project, parsed, unit, errors)
     if errors:
         if not parsed:
             raise ImportFailed(result, f"none of the {result.rows_read} rows can be imported")
         if not skip_invalid:
             raise ImportFailed(result)
         result.skipped, result.errors = errors, []
+        bad = {e.number for e in result.skipped}
+        parsed = [row for row in parsed if row.number not in bad]
     _write(session, project, parsed, unlabeled, result)
+    _store_answers(session, project, answers, result)
     if ROW_KIND[result.format] == "prompt" and project.kind != ProjectKind.sft:
         result.notes.append("prompts only: no tasks created")
     if ignored:
@@ -372,6 +384,77 @@ def _check_kind(project: Project, fmt: str, unlabeled: bool) -> None:
             "--unlabeled applies to preference pairs; to import prompts without answers "
             "use the prompts format"
         )
+
+
+# --------------------------------------------------------------------------- gold answers
+
+
+def _check_answers(
+    session: Session, project: Project, rows: list[Row], unit: str, errors: list[RowError]
+) -> dict[str, str]:
+    """{prompt hash: gold answer} of the rows that carry one; a row whose answer contradicts
+    an earlier row's or the stored one is a row error (appended to `errors`)."""
+    answers: dict[str, str] = {}
+    first_row: dict[str, int] = {}
+    with_answer: list[tuple[Row, str]] = []
+    for row in rows:
+        if row.answer is None:
+            continue
+        ph = _prompt_json(row.messages)[0]
+        if ph in answers and answers[ph] != row.answer:
+            errors.append(
+                RowError(
+                    row.number,
+                    unit,
+                    f"'answer' is {row.answer[:40]!r} but {unit} {first_row[ph]} gives the same "
+                    f"prompt the answer {answers[ph][:40]!r}",
+                )
+            )
+            continue
+        answers.setdefault(ph, row.answer)
+        first_row.setdefault(ph, row.number)
+        with_answer.append((row, ph))
+    if not answers:
+        return answers
+    stored = dict(
+        _lookup(session, Prompt.content_hash, Prompt.answer, set(answers),
+                Prompt.project_id == project.id, Prompt.answer.is_not(None))
+    )  # fmt: skip
+    for row, ph in with_answer:
+        if ph in stored and stored[ph] != row.answer:
+            errors.append(
+                RowError(
+                    row.number,
+                    unit,
+                    f"the prompt already has the gold answer {stored[ph][:40]!r}; this row "
+                    f"gives {row.answer[:40]!r} (a stored answer is never replaced)",
+                )
+            )
+            answers.pop(ph, None)
+    for ph in stored:
+        answers.pop(ph, None)  # the same answer again: nothing to write
+    errors.sort(key=lambda e: e.number)
+    return answers
+
+
+def _store_answers(
+    session: Session, project: Project, answers: dict[str, str], result: ImportResult
+) -> None:
+    """Write the gold answers of new prompts and of existing prompts that had none (an UPDATE
+    by id after the bulk insert: one code path for both, and the bulk writers stay as they
+    are)."""
+    if not answers:
+        return
+    table = Prompt.__table__
+    ids = _lookup(session, Prompt.content_hash, Prompt.id, set(answers),
+                  Prompt.project_id == project.id, Prompt.answer.is_(None))  # fmt: skip
+    params = [{"pid": pid, "gold": answers[ph]} for ph, pid in ids]
+    for chunk in _chunks(params):
+        session.execute(
+            update(table).where(table.c.id == bindparam("pid")).values(answer=bindparam("gold")),
+            chunk,
+        )
+    result.answers_added = len(params)
 
 
 # --------------------------------------------------------------------------- plan and write

@@ -73,6 +73,7 @@ class TaskView:
     candidates: list[Answer] = field(default_factory=list)
     model_answers: list[Answer] = field(default_factory=list)
     draft: dict[str, Any] | None = None
+    answer: str | None = None  # the prompt's gold final answer (write tasks), if known
 
 
 @dataclass(frozen=True)
@@ -193,8 +194,9 @@ def _view(session: Session, assignment: Assignment) -> TaskView:
         .limit(MAX_MODEL_ANSWERS)
     ).all()
     return TaskView(
-        **common, model_answers=[Answer(r.id, r.text, r.author_kind.value) for r in rows]
-    )
+        **common, model_answers=[Answer(r.id, r.text, r.author_kind.value) for r in rows],
+        answer=task.prompt.answer,
+    )  # fmt: skip
 
 
 def _own(session: Session, assignment_id: int, user_id: int) -> Assignment:

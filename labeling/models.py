@@ -151,6 +151,9 @@ class Project(Base):
     heldout_fraction: Mapped[float] = mapped_column(Float, default=0.1)
     rank_k: Mapped[int | None] = mapped_column(Integer)
     settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # A regex whose first group (or whole match) is a completion's final answer, for
+    # verifiable rewards; None: the verifier's \boxed{} / last number.
+    answer_pattern: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     __table_args__ = (
         CheckConstraint("length(name) > 0", name="name_not_empty"),
@@ -163,7 +166,8 @@ class Project(Base):
 
 
 class Prompt(Base):
-    """A conversation to answer: a list of {role, content}, ending with a user turn."""
+    """A conversation to answer: a list of {role, content}, ending with a user turn; `answer`
+    is a gold final answer a verifier checks completions against (None: none known)."""
 
     __tablename__ = "prompts"
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -174,6 +178,7 @@ class Prompt(Base):
     source: Mapped[str | None] = mapped_column(String(200))
     category: Mapped[str | None] = mapped_column(String(100))
     tags: Mapped[list[Any] | None] = mapped_column()
+    answer: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     __table_args__ = (
         UniqueConstraint("project_id", "content_hash"),
@@ -260,6 +265,7 @@ class Checkpoint(Base):
     snapshot_sha256: Mapped[str | None] = mapped_column(String(64))
     config: Mapped[dict[str, Any]] = mapped_column(default=dict)
     evaluation: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    note: Mapped[str | None] = mapped_column(Text)  # the engineer's own words about it
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     __table_args__ = (
         CheckConstraint("parent_id IS NULL OR parent_id <> id", name="not_own_parent"),

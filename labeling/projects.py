@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -20,7 +21,11 @@ from labeling.models import (
     utcnow,
 )
 
-EDITABLE = {"guidelines", "overlap", "lease_seconds", "gold_rate", "heldout_fraction", "rank_k"}
+EDITABLE = {
+    "guidelines", "overlap", "lease_seconds", "gold_rate", "heldout_fraction", "rank_k",
+    "answer_pattern",
+}  # fmt: skip
+MAX_ANSWER_PATTERN_CHARS = 500
 REQUIRED = {"overlap", "lease_seconds", "gold_rate", "heldout_fraction"}  # rank_k None = any
 
 
@@ -44,7 +49,34 @@ def _validate(values: dict[str, Any]) -> dict[str, Any]:
         out["rank_k"] = bounds.whole_number(out["rank_k"], "rank_k", *bounds.RANK_K)
     if "guidelines" in out:
         out["guidelines"] = bounds.check_guidelines(out["guidelines"])
+    if "answer_pattern" in out:
+        out["answer_pattern"] = check_answer_pattern(out["answer_pattern"])
     return out
+
+
+def check_answer_pattern(pattern: str | None) -> str | None:
+    """A project's answer regex (its first group, else the whole match, is the final answer a
+    verifier reads); empty or None: no pattern. Refused unless it compiles."""
+    if pattern is None:
+        return None
+    if not isinstance(pattern, str):
+        raise InvalidInput("answer_pattern must be text (a regular expression)")
+    if not pattern.strip():
+        return None
+    if "\x00" in pattern:
+        raise InvalidInput("answer_pattern contains a NUL character")
+    if len(pattern) > MAX_ANSWER_PATTERN_CHARS:
+        raise InvalidInput(
+            f"answer_pattern is too long: {len(pattern)} characters "
+            f"(limit {MAX_ANSWER_PATTERN_CHARS})"
+        )
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise InvalidInput(
+            f"answer_pattern {pattern!r} is not a regular expression: {exc}"
+        ) from None
+    return pattern
 
 
 def read_guidelines_file(path: str | os.PathLike[str]) -> str:

@@ -19,6 +19,17 @@ Formats are TRL's conversational ones, so a split loads straight into a trainer 
     kto         prompt, completion,         unpaired: the preferred answer True, the other
                 label (bool)                False; both_bad gives two False rows
 
+Gold answers (verifiable rewards): when a prompt of the project has a gold final answer
+(Prompt.answer), the sft snapshot also has an `answer` column (the gold answer, null where a
+prompt has none) and a `split` column (train / heldout, as the file), and it includes every
+prompt with an answer that has no demonstration (unless an origin filter asks for labels of
+one origin only; gold items only with include_gold): its `messages` are the prompt alone, no
+assistant turn (label_kind "prompt"), so RL and `eval policy --verifiable` read problems
+whether or not labelers wrote answers to them (SFT skips those rows). `filters` then records
+the project's `answer_pattern` (also whenever the project has one set), and `stats` count
+"answers" (rows with a gold answer) and "prompt_only" rows. A project without gold answers
+gets exactly the columns, stats and hash it got before answers existed.
+
 Every kind also carries four provenance columns that TRL's dataset preparation ignores
 (tests/training/test_snapshots_trl.py runs them through RewardTrainer, DPOTrainer, SFTTrainer and
 KTOTrainer): prompt_hash, task_hash (content hashes, not database ids), label_kind
@@ -68,7 +79,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from sqlalchemy import func, select
+from sqlalchemy import exists, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
@@ -88,6 +99,7 @@ from labeling.models import (
     SnapshotKind,
     Task,
     TaskCandidate,
+    TaskKind,
     User,
 )
 from labeling.projects import get_project
@@ -110,6 +122,7 @@ _PROVENANCE = [
     ("label_kind", pa.string()),
     ("origin", pa.string()),
 ]
+_ANSWER_COLUMNS = [("answer", pa.string()), ("split", pa.string())]
 SCHEMAS: dict[SnapshotKind, pa.Schema] = {
     SnapshotKind.sft: pa.schema([("messages", _CONVERSATION), *_PROVENANCE]),
     SnapshotKind.preference: pa.schema(
@@ -130,6 +143,14 @@ SCHEMAS: dict[SnapshotKind, pa.Schema] = {
         ]
     ),
 }
+
+
+#: the sft layout when some prompt has a gold answer (see the module docstring)
+SFT_WITH_ANSWERS = pa.schema([("messages", _CONVERSATION), *_ANSWER_COLUMNS, *_PROVENANCE])
+
+
+def schema_for(kind: SnapshotKind, with_answers: bool) -> pa.Schema:
+    return SFT_WITH_ANSWERS if with_answers and kind == SnapshotKind.sft else SCHEMAS[kind]
 
 
 def margin_for(strength: int | None) -> float:
@@ -191,7 +212,9 @@ def _sft_rows(session, project, include_gold, origin, stats: Counter) -> list[Ro
         include_gold,
         origin,
     )
+    with_answers = _has_answers(session, project)
     rows: list[Row] = []
+    demonstrated: set[int] = set()
     for demo, task, prompt, response in session.execute(query):
         stats["labels"] += 1
         stats["demonstrations"] += 1
@@ -199,10 +222,60 @@ def _sft_rows(session, project, include_gold, origin, stats: Counter) -> list[Ro
             "messages": _conversation(prompt.messages) + _assistant(response.text),
             **_provenance(prompt, task, "demonstration", demo.origin),
         }
+        if with_answers:
+            row.update(answer=prompt.answer, split=prompt.split.value)
+            stats["answers"] += prompt.answer is not None
+        demonstrated.add(prompt.id)
         rows.append((prompt.split.value, row))
     if not include_gold:
         stats["gold_excluded"] += _gold_count(session, Demonstration, project, origin)
+    if with_answers and origin is None:  # a prompt's answer is not a label of either origin
+        for prompt, task_hash in _answered_prompts(session, project, include_gold):
+            if prompt.id in demonstrated:
+                continue
+            demonstrated.add(prompt.id)
+            stats["answers"] += 1
+            stats["prompt_only"] += 1
+            row = {
+                "messages": _conversation(prompt.messages),
+                "answer": prompt.answer,
+                "split": prompt.split.value,
+                "prompt_hash": prompt.content_hash,
+                "task_hash": task_hash or "",
+                "label_kind": "prompt",
+                "origin": "",
+            }
+            rows.append((prompt.split.value, row))
     return rows
+
+
+def _has_answers(session: Session, project: Project) -> bool:
+    return (
+        session.scalar(
+            select(Prompt.id)
+            .where(Prompt.project_id == project.id, Prompt.answer.is_not(None))
+            .limit(1)
+        )
+        is not None
+    )
+
+
+def _answered_prompts(session: Session, project: Project, include_gold: bool):
+    """(prompt, the hash of its write task or None) for each prompt with a gold answer; a
+    prompt served as a gold (quality-check) item is left out unless include_gold."""
+    write_task, gold_task = aliased(Task), aliased(Task)
+    query = (
+        select(Prompt, write_task.content_hash)
+        .outerjoin(
+            write_task,
+            (write_task.prompt_id == Prompt.id) & (write_task.kind == TaskKind.write),
+        )
+        .where(Prompt.project_id == project.id, Prompt.answer.is_not(None))
+        .order_by(Prompt.id)
+    )
+    if not include_gold:
+        query = query.where(~exists().where(gold_task.prompt_id == Prompt.id, gold_task.is_gold))
+    return session.execute(query).all()
 
 
 def _judgments(session, project, include_gold, origin, stats: Counter):
@@ -430,6 +503,7 @@ def _write_dir(
     """Write the snapshot directory atomically. False if it already existed (same content)."""
     if final.is_dir():
         return False
+    schema = schema_for(kind, "answer" in manifest["columns"])
     parent = final.parent
     parent.mkdir(parents=True, exist_ok=True)
     # What a killed writer left here (the UI's snapshot page included; the CLI also cleans
@@ -438,7 +512,7 @@ def _write_dir(
     tmp = atomic.temp_dir_beside(final)
     try:
         for split in SPLITS:
-            table = pa.Table.from_pylist(splits[split], schema=SCHEMAS[kind])
+            table = pa.Table.from_pylist(splits[split], schema=schema)
             pq.write_table(table, tmp / FILES[split])
             os.chmod(tmp / FILES[split], 0o444)
         with open(tmp / FILES["manifest"], "w", encoding="utf-8") as fh:
@@ -510,7 +584,9 @@ def create_snapshot(
 
     counts: Counter = Counter()
     rows = _BUILDERS[kind](session, project, include_gold, origin, counts)
-    stats = {key: int(counts[key]) for key in _STAT_KEYS[kind]}
+    with_answers = any("answer" in row for _, row in rows)
+    stat_keys = _STAT_KEYS[kind] + (("answers", "prompt_only") if with_answers else ())
+    stats = {key: int(counts[key]) for key in stat_keys}
     splits: dict[str, list[dict[str, Any]]] = {split: [] for split in SPLITS}
     for split, row in rows:
         splits[split].append(row)
@@ -528,6 +604,8 @@ def create_snapshot(
     filters: dict[str, Any] = {"include_gold": bool(include_gold)}
     if origin is not None:
         filters["origin"] = origin.value
+    if with_answers or project.answer_pattern:  # what training reads the final answer with
+        filters["answer_pattern"] = project.answer_pattern
     sha = content_sha256(_header(kind, filters, stats), splits)
     split_counts = {split: len(splits[split]) for split in SPLITS}
     name = f"{project.id}-{kind.value}-{sha}"
@@ -544,7 +622,7 @@ def create_snapshot(
         "stats": stats,
         "filters": filters,
         "files": {split: FILES[split] for split in SPLITS},
-        "columns": SCHEMAS[kind].names,
+        "columns": schema_for(kind, with_answers).names,
         "margins": {"1": MARGINS[1], "2": MARGINS[2], "3": MARGINS[3], "none": UNKNOWN_MARGIN}
         if kind == SnapshotKind.preference
         else None,

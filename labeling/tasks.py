@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from labeling.errors import InvalidInput
+from labeling.errors import Conflict, InvalidInput
 from labeling.hashing import prompt_hash, sha256_text, split_for_hash, task_hash
 from labeling.models import (
     AuthorKind,
@@ -162,3 +162,41 @@ def add_rank_task(
         )
         session.flush()
     return task
+
+
+MAX_PROBLEM_CHARS = 20_000
+
+
+def add_problem(
+    session: Session, project: Project, text: str, *, answer: str | None = None,
+    source: str | None = "write page",
+) -> tuple[Prompt, Task]:  # fmt: skip
+    """A problem written by hand (the Write page) for an sft project: a one-turn prompt with an
+    optional gold final answer, and its write task. The same problem twice is the same prompt;
+    an answer is added to one that had none, never replaced (Conflict)."""
+    from labeling.import_formats import RowProblem, gold_answer
+
+    if project.kind != ProjectKind.sft:
+        raise InvalidInput("problems are written for sft projects")
+    if not isinstance(text, str) or not text.strip():
+        raise InvalidInput("write the problem first")
+    if len(text) > MAX_PROBLEM_CHARS:
+        raise InvalidInput(f"the problem is too long: {len(text):,} characters "
+                           f"(limit {MAX_PROBLEM_CHARS:,})")  # fmt: skip
+    if "\x00" in text:
+        raise InvalidInput("the problem contains a NUL character")
+    try:
+        answer = gold_answer(answer, "the final answer")
+    except RowProblem as exc:
+        raise InvalidInput(str(exc)) from None
+    prompt = add_prompt(session, project, text.strip(), source=source)
+    if answer is not None:
+        if prompt.answer is not None and prompt.answer != answer:
+            raise Conflict(
+                f"this problem already has the final answer {prompt.answer[:40]!r}; "
+                "a gold answer is never replaced"
+            )
+        prompt.answer = answer
+    task = add_write_task(session, project, prompt)
+    session.flush()
+    return prompt, task

@@ -12,12 +12,20 @@ Top to bottom:
     training rows fails before any model loads.
  3. the run is recorded (running; config, snapshot id + SHA-256, base checkpoint, host).
  4. the base loads through training/models.py as a sequence classifier with one output
-    (default: all-MiniLM-L6-v2; BERT's SEP doubles as EOS). RewardTrainer trains with the
+    (`default`: models.REWARD_DEFAULT; `minilm`: all-MiniLM-L6-v2, BERT's SEP doubling as
+    EOS; `policy:default`: SmolLM2-135M-Instruct with a new score head). Every pair counts:
+    each side is cut to max_length tokens (reward/truncation.py: oldest context turns first,
+    never the answer unless it alone is over the budget) instead of being dropped by
+    RewardTrainer; the run records train_rows, truncated_rows and dropped_rows (pairs that
+    still cannot be trained on). With use_peft, LoRA is a sequence-classification adapter:
+    the new score head trains in full (peft's modules_to_save). RewardTrainer trains with the
     margin inside the loss: -log sigmoid(r_chosen - r_rejected - margin). Every logging step
     becomes a RunMetric row; NaN/inf in the loss or grad norm fails the run, no checkpoint.
  5. the model (LoRA merged) is saved into the checkpoint's temporary directory and evaluated
-    on the snapshot's held-out split (reward/evaluate.py): the accuracy goes into the
-    checkpoint's `evaluation` and the run's metrics.
+    on the snapshot's held-out split (reward/evaluate.py: accuracy with its 95% interval,
+    ties, by strength, calibration, "longer wins", score mean / std - the train split when
+    there is no held-out one): all of it goes into the checkpoint's `evaluation`, the
+    accuracy into the run's metrics.
  6. the directory is renamed into place under $RLHF_HOME/checkpoints/ (atomically) and
     registered as a reward checkpoint (parent: the base checkpoint, if the base was one).
 
@@ -32,14 +40,19 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from labeling.errors import InvalidInput
 from training import cli
-from training.spec import DEFAULT_PRESET, RunSpec
+from training.spec import DEFAULT_PRESET, MIN_TRAIN_ROWS, RunSpec
 
-COLUMNS = ["prompt", "chosen", "rejected", "margin"]
+# Scores for score_mean / score_std when a snapshot has no held-out rows: this many train rows.
+STATS_ROWS = 256
 
 
 HELP = "a reward model on a preference snapshot (TRL RewardTrainer)"
-BASE_HELP = "model to start from (default: all-MiniLM-L6-v2)"
+BASE_HELP = (
+    "model to start from: default, minilm (all-MiniLM-L6-v2), policy:default (SmolLM2-135M "
+    "as a classifier), checkpoint:ID, a directory"
+)
 # `python -m reward.train` standalone, or `rlhf train reward`: make_parser(subparsers)
 make_parser = cli.parser_maker("reward", "reward.train", __doc__, help=HELP, base_help=BASE_HELP)
 
@@ -59,9 +72,7 @@ def run(
     """Train, evaluate, record, register. Returns {"run_id", "checkpoint_id", "metrics"}."""
     from labeling.registry import training_records
     from labeling.snapshots import read_split
-    from training import data
     from training.prepare import prepare
-    from training.spec import peft_config
 
     spec = RunSpec.from_flags(
         "reward", snapshot_id=snapshot_id, base=base, preset=preset, flags=flags
@@ -75,38 +86,47 @@ def run(
         read=lambda snapshot: read_split(snapshot, "heldout"),
     )
     config, model_config, record = inputs.config, inputs.model_config, inputs.record
-    files, rows, resolved = inputs.files, inputs.rows, inputs.resolved
+    files, resolved = inputs.files, inputs.resolved
     heldout = inputs.extra
     # the run record: rank 0 writes it, every rank gets its id; a failure inside is recorded
     with inputs.recorded_run(
         recipe="reward/train.py", created_by=created_by, run_id=run_id, json_output=json_output
     ) as run:
-        # 4. model and trainer
+        # 4. model, every pair fitted to the budget, trainer
         from trl import RewardTrainer
 
+        from reward import truncation
         from reward.evaluate import preference_accuracy
         from training.models import load_reward_model
 
         model, tokenizer = load_reward_model(resolved.path)
+        train = truncation.read_rows(files["train"])
+        pairs = truncation.fit_pairs(tokenizer, train, config.max_length)
+        if len(pairs.rows) < MIN_TRAIN_ROWS:
+            raise InvalidInput(
+                f"only {len(pairs.rows)} of {pairs.train_rows} pairs fit max_length "
+                f"{config.max_length} (even with their answers cut): raise --max_length"
+            )
         trainer = RewardTrainer(
             model=model,
             processing_class=tokenizer,  # BERT's: SEP doubles as EOS
             args=config,
             callbacks=[run.recorder],
-            peft_config=peft_config(model_config),
-            train_dataset=data.load_split(files, "train", COLUMNS, run.dir / "datasets"),
+            peft_config=reward_peft_config(model_config),
+            train_dataset=truncation.as_dataset(pairs),
         )
         output = run.train(trainer, resume)
         # 5. the model (LoRA merged), saved by every rank into the checkpoint's temporary
-        # directory, then evaluated on the held-out split by rank 0 (read back if sharded)
+        # directory, then evaluated on the held-out split by rank 0 (read back if sharded);
+        # without held-out rows, on train rows (score_mean / score_std for RL)
         evaluation: dict[str, Any] = {}
+        split, scored = ("heldout", heldout) if heldout else ("train", train[:STATS_ROWS])
 
         def evaluate(final, directory):
             if final is None:
                 final = load_reward_model(str(directory))[0]
-            evaluation.update(
-                {"split": "heldout", **preference_accuracy(final, tokenizer, heldout)}
-            )
+            result = preference_accuracy(final, tokenizer, scored, max_length=config.max_length)
+            evaluation.update({"split": split, "max_length": config.max_length, **result})
 
         # 6. rank 0 renames it into place (atomically) and registers it with its lineage
         directory = run.save_model(
@@ -118,10 +138,24 @@ def run(
             output, kind="reward", directory=directory, resolved=resolved, config=record,
             evaluation=evaluation,
             counts=lambda: {
-                "train_rows": rows["train"], "heldout_accuracy": evaluation["accuracy"],
-                "heldout_n": evaluation["n"],
+                **pairs.counts(),
+                "heldout_accuracy": evaluation["accuracy"] if split == "heldout" else None,
+                "heldout_n": evaluation["n"] if split == "heldout" else 0,
             },
         )  # fmt: skip
+
+
+def reward_peft_config(model_config):
+    """LoRA for a reward model: a sequence-classification adapter, so peft trains the new
+    score head (`score`, BERT's `classifier`) in full beside the adapters; None without
+    use_peft."""
+    from training.spec import peft_config
+
+    peft = peft_config(model_config)
+    if peft is not None:
+        peft.task_type = "SEQ_CLS"
+        peft.modules_to_save = sorted({*(peft.modules_to_save or []), "score"})
+    return peft
 
 
 if __name__ == "__main__":

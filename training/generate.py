@@ -351,7 +351,7 @@ def generate_texts(
 # --- a project's prompts, answered and stored ------------------------------------------------
 
 
-def _device_and_dtype():
+def device_and_dtype():
     """CUDA with bfloat16 where there is a GPU that has it; else the CPU in float32."""
     import torch
 
@@ -428,7 +428,7 @@ def answer_project(
     }
     if not plan.pending:
         return result
-    device, dtype = _device_and_dtype()
+    device, dtype = device_and_dtype()
     model, tokenizer = load_policy(resolved.path, dtype=dtype)
     model.to(device)
     # What to generate: with greedy decoding every sample is the same answer, so each

@@ -23,7 +23,12 @@ from training.errors import TrainingFailed
 
 
 class Stopped(KeyboardInterrupt):
-    """SIGTERM on a rank of a multi-process launch: torchrun stops every rank when one fails."""
+    """SIGTERM: torchrun stopping every rank once one has failed, or - for a single process -
+    a kill, a shutdown or a scheduler's preemption. Raised in the main thread so that the
+    run is recorded as failed (and resumable) instead of being left RUNNING."""
+
+
+_installed = threading.Event()  # our SIGTERM handler is (or was, until it fired) in place
 
 
 def _stop(signum, frame):
@@ -55,13 +60,14 @@ class Launch:
                     f"{launch.world_size} processes but no torch.distributed process group: "
                     "launch with torchrun or accelerate launch"
                 )
-            # torchrun sends SIGTERM to every rank once one has failed: rank 0 then records
-            # the run as failed instead of dying silently with the run left RUNNING.
-            if (
-                threading.current_thread() is threading.main_thread()
-                and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
-            ):
-                signal.signal(signal.SIGTERM, _stop)
+        # SIGTERM (torchrun stopping every rank once one has failed, a kill, a preemption):
+        # rank 0 records the run as failed instead of dying with the run left RUNNING.
+        if (
+            threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+        ):
+            signal.signal(signal.SIGTERM, _stop)
+            _installed.set()
         return launch
 
     def share(self, fn):
@@ -104,13 +110,20 @@ class Launch:
         return out
 
     def ignore_stop(self) -> None:
-        """While rank 0 records a failure, torchrun's SIGTERM must not cut it short."""
+        """While rank 0 records a failure, a second SIGTERM must not cut it short."""
         if (
-            self.world_size > 1
-            and threading.current_thread() is threading.main_thread()
+            threading.current_thread() is threading.main_thread()
             and signal.getsignal(signal.SIGTERM) is _stop
         ):
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def release_stop() -> None:
+    """After the run is recorded, SIGTERM goes back to its default (a worker or a test process
+    that ran the recipe in-process must not keep our handler)."""
+    if _installed.is_set() and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        _installed.clear()
 
 
 def _portable(error: BaseException | None) -> BaseException | None:

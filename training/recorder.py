@@ -32,7 +32,7 @@ from training.checkpoint import (
 )
 from training.cli import stdout_to_stderr
 from training.errors import Cancelled, TrainingFailed
-from training.launch import Launch, Stopped
+from training.launch import Launch, Stopped, release_stop
 
 
 class RecordedRun:
@@ -139,6 +139,8 @@ def recorded_run(
         if error is exc:
             raise
         raise error from exc
+    finally:
+        release_stop()
 
 
 def run_dir(run_id: int) -> Path:
@@ -329,13 +331,16 @@ def record_failure(
     from labeling.registry import training_records
 
     launch = launch or Launch()
-    if isinstance(exc, Stopped):
+    resume = f"; `--resume {run_id}` continues from its last trainer checkpoint"
+    if isinstance(exc, Stopped) and launch.world_size > 1:
         message = (
             "stopped by the launcher (SIGTERM): torchrun stops every rank when one fails; "
             "no checkpoint was registered"
         )
+    elif isinstance(exc, Stopped):
+        message = f"stopped by SIGTERM (a kill, a shutdown or a preemption){resume}"
     elif isinstance(exc, KeyboardInterrupt):
-        message = "interrupted (Ctrl-C); no checkpoint was registered"
+        message = f"interrupted (Ctrl-C); no checkpoint was registered{resume}"
     elif isinstance(exc, RLHFError):
         message = str(exc)
     else:

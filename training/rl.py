@@ -1,31 +1,47 @@
-"""Online RL of a policy against our reward model, with TRL's GRPOTrainer or RLOOTrainer.
+"""Online RL of a policy: GRPO or RLOO (TRL's trainers), or PPO (ours, training/ppo.py),
+against a reward model, a verifier of final answers, or both.
 
-    rlhf train rl --reward checkpoint:4 --base checkpoint:7 --snapshot 3 [--algo grpo|rloo]
+    rlhf train rl --reward checkpoint:4 --base checkpoint:7 --snapshot 3 [--algo grpo|rloo|ppo]
                   [--preset cpu-demo|gpu|FILE.yaml] [--json]
                   [--max_steps 2 --beta 0.05 --num_generations 2 --max_completion_length 16]
+    rlhf train rl --reward verifiable --snapshot 5 [--answer_pattern REGEX] [--format_weight 0.1]
+    rlhf train rl --reward checkpoint:4=0.5,verifiable=1.0 --snapshot 5 ...
     python -m training.rl --reward 4 --base 7 --snapshot 3 ...   (RLHF_USER names the engineer)
 
-TRL 1.x ships no PPOTrainer (it was removed upstream), so this is not PPO: it is GRPO (group
-relative policy optimisation, the default) or RLOO (REINFORCE leave-one-out), whichever
---algo names. The algorithm actually run is recorded in the run's config (`algo`) and in the
-checkpoint's name (rl-grpo-run12-..., rl-rloo-run13-...).
+--algo: GRPO (group relative policy optimisation, the default) or RLOO (REINFORCE
+leave-one-out) run TRL's GRPOTrainer / RLOOTrainer; PPO runs our own recipe
+(training/ppo.py: TRL 1.x ships no PPOTrainer), with a value model (--critic shared|reward).
+The algorithm run is recorded in the run's config (`algo`) and in the checkpoint's name
+(rl-grpo-run12-..., rl-rloo-run13-..., rl-ppo-run14-...).
 
-Flags after the known ones are GRPOConfig / RLOOConfig / trl.ModelConfig fields. Top to bottom:
- 1. config: the preset's `rl:` section, then the flags -> GRPOConfig or RLOOConfig +
-    ModelConfig. `beta` > 0 keeps the policy close to the base (a KL penalty to the base, the
-    reference); the presets set it.
+--reward: one reward model (checkpoint:ID of a reward checkpoint, `default`, a directory),
+`verifiable` (training/verifiers.py: the completion's final answer - a \boxed{}, the last
+number, or --answer_pattern's first group - checked against the prompt's gold `answer`;
+--format_weight adds that much where an answer could be extracted), or both,
+comma-separated, each with an optional =WEIGHT (default 1): `checkpoint:4=0.5,verifiable=1`.
+--answer_pattern defaults to the snapshot's filters' `answer_pattern`.
+
+Flags after the known ones are GRPOConfig / RLOOConfig / trl.ModelConfig fields (ppo: our
+PPOConfig's). Top to bottom:
+ 1. config: the preset's `rl:` section (`ppo:` for --algo ppo), then the flags -> the config
+    class + ModelConfig. `beta` > 0 keeps the policy close to the base (a KL penalty to the
+    base, the reference); the presets set it.
  2. the prompts: from any snapshot kind that has them, read from its Parquet files -
     preference / kto: the `prompt` column; sft: `messages` without the last assistant turn -
-    de-duplicated. Fewer than 2 prompts fails before any model loads. The base must be a
-    policy and --reward a reward model (checkpoint:ID of a reward checkpoint, `default`, a
-    directory); anything else is refused before the run is recorded.
- 3. the run is recorded (running; config with `algo`, snapshot, base and reward checkpoints).
+    de-duplicated, with their gold `answer` where the snapshot has one. With the verifier,
+    prompts without an answer are left out (counted: prompts_without_answer). Fewer than 2
+    prompts fails before any model loads. The base must be a policy and the reward model a
+    reward model; anything else is refused before the run is recorded.
+ 3. the run is recorded (running; config with `algo`, `reward`, snapshot, base and reward
+    checkpoints).
  4. the policy loads through training/models.py, and so does the reward model: a sequence
     classifier with one output. It is the trainer's reward function (`reward_funcs=`) with its
     own tokenizer (`reward_processing_classes=`): each prompt + sampled completion is rendered
-    with the reward tokenizer's chat template and scored. The reference for the KL term is
-    the base: with LoRA the base with adapters disabled, else a frozen copy TRL loads from
-    the base's directory. NaN/inf in the loss or grad norm fails the run, no checkpoint.
+    with the reward tokenizer's chat template and scored. The verifier is a reward function
+    reading the dataset's `answer` column; with both, `reward_weights` weigh them. The
+    reference for the KL term is the base: with LoRA the base with adapters disabled, else a
+    frozen copy TRL loads from the base's directory. NaN/inf in the loss or grad norm fails
+    the run, no checkpoint.
  5. LoRA adapters are merged; the policy is written atomically under $RLHF_HOME/checkpoints/
     and registered as a policy checkpoint whose parent is the base.
 
@@ -39,26 +55,31 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass, field
 from typing import Any
 
 from labeling.errors import InvalidInput
 from training import cli
-from training.spec import ALGOS, DEFAULT_ALGO, DEFAULT_PRESET, RunSpec
+from training.spec import ALGOS, DEFAULT_ALGO, DEFAULT_PRESET, VERIFIABLE, RunSpec
 
-__all__ = ["ALGOS", "DEFAULT_ALGO", "check_reward", "main", "make_parser", "prompts_of", "run"]
+__all__ = [
+    "ALGOS", "DEFAULT_ALGO", "check_reward", "main", "make_parser", "prompt_rows", "prompts_of",
+    "run",
+]  # fmt: skip
 PROMPT_KINDS = ("preference", "kto", "sft")
 
 
-def prompts_of(kind: str, rows: list[dict[str, Any]]) -> list[list[dict[str, str]]]:
-    """The distinct prompts (conversations ending before the answer) of a snapshot split:
-    preference / kto rows carry `prompt`; sft rows are `messages` minus the last assistant
-    turn."""
+def prompt_rows(kind: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The distinct prompts (conversations ending before the answer) of a snapshot split, as
+    [{"prompt": messages, "answer": gold answer or None}]: preference / kto rows carry
+    `prompt`; sft rows are `messages` minus the last assistant turn (a row may carry only the
+    prompt and its gold `answer`). The first answer given for a prompt is kept."""
     if kind not in PROMPT_KINDS:
         raise InvalidInput(
             f"a {kind} snapshot has no prompts to use: use a {', '.join(PROMPT_KINDS)} snapshot"
         )
-    out: list[list[dict[str, str]]] = []
-    seen: set[str] = set()
+    out: list[dict[str, Any]] = []
+    seen: dict[str, dict[str, Any]] = {}
     for row in rows:
         if kind == "sft":
             messages = [dict(m) for m in row["messages"] or []]
@@ -68,11 +89,20 @@ def prompts_of(kind: str, rows: list[dict[str, Any]]) -> list[list[dict[str, str
             messages = [dict(m) for m in row["prompt"] or []]
         if not messages:
             continue
+        answer = row.get("answer")
+        answer = None if answer is None or str(answer).strip() == "" else str(answer)
         key = json.dumps(messages, sort_keys=True)
         if key not in seen:
-            seen.add(key)
-            out.append(messages)
+            seen[key] = {"prompt": messages, "answer": answer}
+            out.append(seen[key])
+        elif seen[key]["answer"] is None:
+            seen[key]["answer"] = answer
     return out
+
+
+def prompts_of(kind: str, rows: list[dict[str, Any]]) -> list[list[dict[str, str]]]:
+    """The distinct prompts of a snapshot split (see prompt_rows)."""
+    return [row["prompt"] for row in prompt_rows(kind, rows)]
 
 
 def check_reward(resolved) -> None:
@@ -84,20 +114,185 @@ def check_reward(resolved) -> None:
         )
 
 
-def train_prompts(snapshot) -> list:
-    """The snapshot's training prompts, refused when too few (before any model loads)."""
-    from labeling.snapshots import read_split
-    from training.spec import MIN_TRAIN_ROWS
+def train_prompts(verifiable: bool):
+    """read(snapshot) for prepare: the snapshot's training prompts (with the verifier only
+    those with an answer), refused when too few, before any model loads; and the snapshot's
+    own answer_pattern (its filters)."""
 
-    prompts = prompts_of(
-        getattr(snapshot.kind, "value", snapshot.kind), read_split(snapshot, "train")
-    )
-    if len(prompts) < MIN_TRAIN_ROWS:
-        raise InvalidInput(
-            f"snapshot {snapshot.id} has {len(prompts)} training prompts: too few to train "
-            f"(at least {MIN_TRAIN_ROWS}); label more and take a new snapshot"
+    def read(snapshot) -> dict[str, Any]:
+        from labeling.snapshots import read_split
+        from training.spec import MIN_TRAIN_ROWS
+
+        rows = prompt_rows(
+            getattr(snapshot.kind, "value", snapshot.kind), read_split(snapshot, "train")
         )
-    return prompts
+        without = 0
+        if verifiable:
+            answered = [r for r in rows if r["answer"] is not None]
+            without, rows = len(rows) - len(answered), answered
+            if len(rows) < MIN_TRAIN_ROWS:
+                raise InvalidInput(
+                    f"snapshot {snapshot.id} has {len(rows)} training prompts with a gold "
+                    f"answer ({without} without): --reward verifiable needs at least "
+                    f"{MIN_TRAIN_ROWS}; import prompt/answer rows and take a new sft snapshot"
+                )
+        elif len(rows) < MIN_TRAIN_ROWS:
+            raise InvalidInput(
+                f"snapshot {snapshot.id} has {len(rows)} training prompts: too few to train "
+                f"(at least {MIN_TRAIN_ROWS}); label more and take a new snapshot"
+            )
+        pattern = (snapshot.filters or {}).get("answer_pattern")
+        return {"rows": rows, "without_answer": without, "answer_pattern": pattern}
+
+    return read
+
+
+@dataclass
+class Reward:
+    """What --reward names, checked: the reward model (resolved, with its weight and the
+    score mean / std stored on its checkpoint) and the verifier (its weight and settings)."""
+
+    text: str
+    model: str | None = None  # the model spec as given
+    model_path: str | None = None
+    checkpoint_id: int | None = None
+    model_weight: float = 1.0
+    score_mean: float | None = None
+    score_std: float | None = None
+    verifier_weight: float | None = None  # None: no verifier
+    pattern: str | None = None
+    format_weight: float = 0.0
+    counts: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def record(self) -> dict[str, Any]:
+        """What the run's config records about the reward."""
+        out: dict[str, Any] = {"reward": self.text}
+        if self.verifier_weight is not None:
+            out.update(answer_pattern=self.pattern, format_weight=self.format_weight)
+        return out
+
+    def verifier(self):
+        from training.verifiers import trl_reward_func
+
+        return trl_reward_func(pattern=self.pattern, format_weight=self.format_weight)
+
+    def weights(self) -> list[float]:
+        """The weights, in the order of trl_functions (reward model, then verifier)."""
+        out = [self.model_weight] if self.model is not None else []
+        return out + ([self.verifier_weight] if self.verifier_weight is not None else [])
+
+    def trl_functions(self, load_reward_model) -> tuple[list, list]:
+        """(reward_funcs, reward_processing_classes) for GRPO / RLOO: the reward model with
+        its tokenizer, the verifier (a function reading the dataset's `answer` column)."""
+        funcs, classes = [], []
+        if self.model is not None:
+            model, tokenizer = load_reward_model(self.model_path)
+            funcs.append(model)
+            classes.append(tokenizer)
+        if self.verifier_weight is not None:
+            funcs.append(self.verifier())
+            classes.append(None)
+        return funcs, classes
+
+    def function(self, device):
+        """PPO's reward_fn(prompts, completion texts, rows): the reward model's score of
+        prompt + completion (standardised with the checkpoint's score mean / std where it
+        has them) times its weight, plus the verifier's reward times its weight."""
+        from training.verifiers import verifiable_rewards
+
+        scorer = None
+        if self.model is not None:
+            from training.models import load_reward_model
+            from training.scoring import score
+
+            reward_model, reward_tokenizer = load_reward_model(self.model_path)
+            reward_model.to(device)
+            reward_model.requires_grad_(False)
+            mean = self.score_mean or 0.0
+            std = self.score_std if self.score_std and self.score_std > 0 else 1.0
+
+            def scorer(prompts, texts):
+                conversations = [
+                    [*p, {"role": "assistant", "content": t}]
+                    for p, t in zip(prompts, texts, strict=True)
+                ]
+                raw = score(reward_model, reward_tokenizer, conversations)
+                return [(r - mean) / std for r in raw]
+
+        def reward_fn(prompts, texts, rows):
+            total = [0.0] * len(texts)
+            if scorer is not None:
+                scores = scorer(prompts, texts)
+                total = [t + self.model_weight * r for t, r in zip(total, scores, strict=True)]
+            if self.verifier_weight is not None:
+                answers = [row.get("answer") for row in rows]
+                checked = verifiable_rewards(
+                    texts, answers, pattern=self.pattern, format_weight=self.format_weight
+                )
+                total = [t + self.verifier_weight * v for t, v in zip(total, checked, strict=True)]
+            return total
+
+        return reward_fn
+
+
+def prepare_rl(spec: RunSpec, sessionmaker=None):
+    """Steps 1-2 for every algorithm: config, prompts, base, reward - all checked before any
+    model loads. Returns (training.prepare.Inputs, prompt rows, Reward)."""
+    from training import data
+    from training.models import resolve_model
+    from training.prepare import prepare
+
+    parts = spec.rewards()
+    if not parts:
+        raise InvalidInput(
+            "online RL needs a reward: pass --reward checkpoint:ID (a reward checkpoint from "
+            "`rlhf train reward`), --reward verifiable (gold answers), or both "
+            "(checkpoint:ID=0.5,verifiable=1)"
+        )
+    weights = dict(parts)
+    verifiable = VERIFIABLE in weights
+    # config, then the prompts, the base (a policy) and the reward model, checked before any
+    # model loads; a reward checkpoint is refused as the base
+    inputs = prepare(
+        spec, snapshot_kind=None, model_kind="policy", sessionmaker=sessionmaker,
+        read=train_prompts(verifiable),
+    )  # fmt: skip
+    read = inputs.extra
+    reward = Reward(text=spec.reward)
+    model = spec.reward_model()
+    if model is not None:
+        resolved_reward = inputs.launch.share(lambda: resolve_model(model, kind="reward"))
+        check_reward(resolved_reward)
+        reward.model, reward.model_path = model, resolved_reward.path
+        reward.checkpoint_id, reward.model_weight = resolved_reward.checkpoint_id, weights[model]
+        reward.score_mean, reward.score_std = _checkpoint_stats(inputs, reward.checkpoint_id)
+    if verifiable:
+        reward.verifier_weight = weights[VERIFIABLE]
+        reward.pattern = spec.answer_pattern or read["answer_pattern"]
+        reward.format_weight = float(spec.format_weight or 0.0)
+    rows = data.snapshot_rows(inputs.files)
+    reward.counts = {"train_prompts": len(read["rows"]), "train_rows": rows["train"]}
+    if verifiable:
+        reward.counts["prompts_without_answer"] = read["without_answer"]
+    return inputs, read["rows"], reward
+
+
+def _checkpoint_stats(inputs, checkpoint_id):
+    if checkpoint_id is None:
+        return None, None
+
+    def stats():
+        from labeling.registry import training_records
+
+        with inputs.sessionmaker.begin() as s:
+            evaluation = dict(training_records.get_checkpoint(s, checkpoint_id).evaluation or {})
+        mean, std = evaluation.get("score_mean"), evaluation.get("score_std")
+        if isinstance(mean, int | float) and isinstance(std, int | float):
+            return float(mean), float(std)
+        return None, None
+
+    return inputs.launch.share(stats)
 
 
 def run(
@@ -113,44 +308,46 @@ def run(
     json_output: bool = False,
     run_id: int | None = None,
     resume: bool = False,
+    answer_pattern: str | None = None,
+    format_weight: float | None = None,
 ) -> dict[str, Any]:
     """Train, record, register. Returns {"run_id", "checkpoint_id", "metrics"}."""
-    from training import data
-    from training.models import resolve_model
-    from training.prepare import prepare
     from training.spec import peft_config
 
     # --algo / --reward may also come back among the flags of a stored config (--resume)
     spec = RunSpec.from_flags(
         "rl", snapshot_id=snapshot_id, base=base, preset=preset, flags=flags, algo=algo,
-        reward=reward,
+        reward=reward, answer_pattern=answer_pattern, format_weight=format_weight,
     )  # fmt: skip
-    algo, reward = spec.algo, spec.reward
-    if reward is None or reward.strip() == "":
-        raise InvalidInput(
-            "online RL needs a reward model: pass --reward checkpoint:ID (a reward checkpoint "
-            "from `rlhf train reward`)"
-        )
-    # config, then the prompts, the base (a policy) and the reward model, checked before any
-    # model loads; a reward checkpoint is refused as the base
-    inputs = prepare(
-        spec, snapshot_kind=None, model_kind="policy", sessionmaker=sessionmaker,
-        read=train_prompts,
-    )  # fmt: skip
+    if spec.algo == "ppo":
+        from training import ppo
+
+        return ppo.run(
+            spec, created_by=created_by, sessionmaker=sessionmaker, json_output=json_output,
+            run_id=run_id, resume=resume,
+        )  # fmt: skip
+    algo = spec.algo
+    inputs, prompts, reward_ = prepare_rl(spec, sessionmaker)
     config, model_config, record = inputs.config, inputs.model_config, inputs.record
-    prompts = inputs.extra
-    files, resolved = inputs.files, inputs.resolved
-    rows = data.snapshot_rows(files)
-    resolved_reward = inputs.launch.share(lambda: resolve_model(reward, kind="reward"))
-    check_reward(resolved_reward)
+    resolved = inputs.resolved
+    # the weights of the reward model and the verifier: GRPOConfig / RLOOConfig.reward_weights
+    weights = reward_.weights()
+    extra: dict[str, Any] = {}
+    if config.reward_weights is not None and len(config.reward_weights) != len(weights):
+        raise InvalidInput(
+            f"reward_weights has {len(config.reward_weights)} values for {len(weights)} "
+            "rewards: give the weights in --reward instead (checkpoint:4=0.5,verifiable=1)"
+        )
+    if config.reward_weights is None and weights != [1.0]:
+        config.reward_weights = extra["reward_weights"] = weights
     trainer_name = spec.config_class().__name__.replace("Config", "Trainer")
     # the run record: rank 0 writes it, every rank gets its id; a failure inside is recorded
     with inputs.recorded_run(
         recipe="training/rl.py", created_by=created_by, run_id=run_id, json_output=json_output,
-        config={"algo": algo, "trainer": trainer_name, "reward": reward},
-        reward_checkpoint_id=resolved_reward.checkpoint_id,
+        config={**reward_.record, **extra, "algo": algo, "trainer": trainer_name},
+        reward_checkpoint_id=reward_.checkpoint_id,
     ) as run:  # fmt: skip
-        # 4. policy, reward model and trainer
+        # 4. policy, reward model and / or verifier, and trainer
         import datasets
         import trl
 
@@ -159,14 +356,17 @@ def run(
         model, tokenizer = load_policy(resolved.path)
         # TRL loads the KL reference (beta > 0, no LoRA) from this name: the base's directory.
         model.config._name_or_path = resolved.path
-        reward_model, reward_tokenizer = load_reward_model(resolved_reward.path)
+        funcs, classes = reward_.trl_functions(load_reward_model)
+        columns = ("prompt", "answer") if reward_.verifier_weight is not None else ("prompt",)
         trainer = getattr(trl, trainer_name)(
             model=model,
-            reward_funcs=reward_model,
+            reward_funcs=funcs if len(funcs) > 1 else funcs[0],
             args=config,
-            train_dataset=datasets.Dataset.from_list([{"prompt": p} for p in prompts]),
+            train_dataset=datasets.Dataset.from_list(
+                [{c: row[c] for c in columns} for row in prompts]
+            ),
             processing_class=tokenizer,
-            reward_processing_classes=reward_tokenizer,
+            reward_processing_classes=classes if len(classes) > 1 else classes[0],
             peft_config=peft_config(model_config),
             callbacks=[run.recorder],
         )
@@ -179,10 +379,10 @@ def run(
         )  # fmt: skip
         return run.finish(
             output, lead={"algo": algo},
-            counts=lambda: {"train_prompts": len(prompts), "train_rows": rows["train"]},
+            counts=lambda: dict(reward_.counts),
             keep=("train_", "reward", "kl", "completions/mean_length"),
             kind="policy", directory=directory, resolved=resolved,
-            config={**record, "algo": algo, "reward": reward},
+            config={**record, **reward_.record, **extra, "algo": algo},
         )  # fmt: skip
 
 
@@ -190,20 +390,37 @@ def make_parser(subparsers=None, **kwargs):
     """`python -m training.rl` standalone, or `rlhf train rl` (subparsers given)."""
     parser = cli.recipe_parser(
         "rl", "training.rl", __doc__, subparsers,
-        help="online RL of a policy against a reward checkpoint with TRL's GRPOTrainer or "
-        "RLOOTrainer (--algo; TRL 1.x has no PPOTrainer, so this is not PPO)",
+        help="online RL of a policy against a reward checkpoint and / or a verifier of gold "
+        "answers: GRPO or RLOO (TRL's trainers) or PPO (ours, training/ppo.py); --algo",
         base_help="policy to start from (default: SmolLM2-135M-Instruct)",
         **kwargs,
     )  # fmt: skip
-    parser.add_argument("--reward", help="the reward model: checkpoint:ID of a reward checkpoint")
     parser.add_argument(
-        "--algo", choices=ALGOS, help="GRPO (default) or RLOO; TRL 1.x ships no PPOTrainer"
+        "--reward",
+        help="checkpoint:ID of a reward checkpoint, `verifiable` (gold answers), or both "
+        "with weights: checkpoint:4=0.5,verifiable=1.0",
     )
+    parser.add_argument(
+        "--algo", choices=ALGOS,
+        help="grpo (default) or rloo: TRL's trainers; ppo: our PPO (training/ppo.py, a value "
+        "model: --critic shared|reward)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--answer_pattern", metavar="REGEX",
+        help="--reward verifiable: the final answer is this regex's first group (default: "
+        "the snapshot's answer_pattern, else a \\boxed{} or the last number)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--format_weight", type=float,
+        help="--reward verifiable: added where an answer could be extracted (default 0)",
+    )  # fmt: skip
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    return cli.recipe_main(make_parser(), run, argv, "reward", "algo")
+    return cli.recipe_main(
+        make_parser(), run, argv, "reward", "algo", "answer_pattern", "format_weight"
+    )
 
 
 if __name__ == "__main__":

@@ -9,7 +9,9 @@ Top to bottom:
  1. config: the preset's `sft:` section, then the flags -> SFTConfig + ModelConfig (LoRA when
     use_peft). A bad field fails here, before anything else.
  2. the snapshot: an sft snapshot (`messages` conversations) read from its Parquet files,
-    never from the labeling tables; fewer than 2 training rows fails before any model loads.
+    never from the labeling tables. Rows without an assistant turn (prompts that carry only a
+    gold answer, for verifiable rewards) are skipped and counted (`skipped_rows`); fewer than
+    2 training rows with a demonstration fails before any model loads.
  3. the run is recorded (running; config, snapshot id + SHA-256, base checkpoint, host).
  4. the base policy loads through training/models.py (safetensors only) and SFTTrainer trains
     with the tokenizer's chat template. Every logging step becomes a RunMetric row; NaN/inf
@@ -51,15 +53,19 @@ def run(
 ) -> dict[str, Any]:
     """Train, record, register. Returns {"run_id", "checkpoint_id", "metrics"}."""
     from labeling.registry import training_records
+    from labeling.snapshots import snapshot_files
     from training import data
     from training.prepare import prepare
     from training.spec import peft_config
 
     spec = RunSpec.from_flags("sft", snapshot_id=snapshot_id, base=base, preset=preset, flags=flags)
     # config, then the snapshot and the base (a policy), checked before any model loads
-    inputs = prepare(spec, snapshot_kind="sft", model_kind="policy", sessionmaker=sessionmaker)
+    inputs = prepare(
+        spec, snapshot_kind="sft", model_kind="policy", sessionmaker=sessionmaker,
+        read=lambda snapshot: data.sft_rows(snapshot, snapshot_files(snapshot)),
+    )  # fmt: skip
     config, model_config, record = inputs.config, inputs.model_config, inputs.record
-    files, rows, resolved = inputs.files, inputs.rows, inputs.resolved
+    files, counts, resolved = inputs.files, inputs.extra, inputs.resolved
     # the run record: rank 0 writes it, every rank gets its id; a failure inside is recorded
     with inputs.recorded_run(
         recipe="training/sft.py", created_by=created_by, run_id=run_id, json_output=json_output
@@ -73,7 +79,9 @@ def run(
         trainer = SFTTrainer(
             model=model,
             args=config,
-            train_dataset=data.load_split(files, "train", ["messages"], run.dir / "datasets"),
+            train_dataset=data.load_split(
+                files, "train", ["messages"], run.dir / "datasets", demonstrations_only=True
+            ),
             processing_class=tokenizer,
             peft_config=peft_config(model_config),
             callbacks=[run.recorder],
@@ -86,7 +94,7 @@ def run(
             load_base=lambda: load_policy(resolved.path)[0],
         )  # fmt: skip
         return run.finish(
-            output, counts=lambda: {"train_rows": rows["train"]}, kind="policy",
+            output, counts=lambda: dict(counts), kind="policy",
             directory=directory, resolved=resolved, config=record,
         )  # fmt: skip
 

@@ -1,16 +1,18 @@
 """A run's spec: what a training run is, in one place, before any model loads (no torch).
 
 RunSpec = the run's kind (sft, reward, dpo, rl), its snapshot, its base, its preset and its
-TRL-field config (rl also: the algorithm and the reward model). The UI's "launch training"
+TRL-field config (rl also: the algorithm, the reward and the verifier's settings). The UI's "launch training"
 form (RunSpec.from_form), the CLI (RunSpec.from_flags: `rlhf train KIND ...` run here or
 with --queue), the worker (RunSpec.from_run: a queued run's stored config) and the recipes
 (spec.parse()) all go through it: one converter between flags, stored config and TRL's own
 config classes.
 
 Config is TRL's own: a recipe names its config class (SFTConfig, RewardConfig, DPOConfig,
-GRPOConfig / RLOOConfig) and TRL's ModelConfig (use_peft, lora_r, ...). A preset is a YAML
+GRPOConfig / RLOOConfig; PPO: our training.ppo.PPOConfig, with TRL's old PPOConfig field
+names) and TRL's ModelConfig (use_peft, lora_r, ...). A preset is a YAML
 file in training/presets/ (or any path) whose keys are those classes' field names, either
-flat or under a section named for the recipe (`sft:`, `reward:`). Flags after the known ones
+flat or under a section named for the recipe (`sft:`, `reward:`; `rl:` for GRPO / RLOO,
+`ppo:` for `rl --algo ppo`). Flags after the known ones
 pass through the way TRL's own scripts read them (transformers' HfArgumentParser):
 `--max_steps 2 --learning_rate 1e-5`. A stored config holds the same fields as values
 ({"max_steps": 2, ...}); values on the command line read as YAML scalars, the way a preset
@@ -36,12 +38,17 @@ MIN_TRAIN_ROWS = 2
 FORCED = {"report_to": "none", "push_to_hub": False, "logging_nan_inf_filter": False}
 KINDS = ("sft", "reward", "dpo", "rl")
 CONFIG_CLASSES = {"sft": "SFTConfig", "reward": "RewardConfig", "dpo": "DPOConfig"}
-# Online RL: TRL 1.x ships no PPOTrainer; GRPO (default) or RLOO, whichever --algo names.
-RL_CONFIG_CLASSES = {"grpo": "GRPOConfig", "rloo": "RLOOConfig"}
+# Online RL, whichever --algo names: GRPO (default) or RLOO with TRL's trainers, or PPO, our
+# own recipe (training/ppo.py: TRL 1.x ships no PPOTrainer).
+RL_CONFIG_CLASSES = {"grpo": "GRPOConfig", "rloo": "RLOOConfig", "ppo": "PPOConfig"}
 ALGOS = tuple(RL_CONFIG_CLASSES)
 DEFAULT_ALGO = "grpo"
+# --reward: a reward model, the verifier, or both with weights: checkpoint:4=0.5,verifiable=1
+VERIFIABLE = "verifiable"
+# The rl recipe's own settings (flags of their own, not config fields).
+RL_OWN = ("algo", "reward", "answer_pattern", "format_weight")
 # Keys of a run's stored config that are not TRL config fields.
-PLATFORM_KEYS = ("preset", "base", "recipe", "algo", "reward", "trainer")
+PLATFORM_KEYS = ("preset", "base", "recipe", "trainer", *RL_OWN)
 # What the form shows where a preset leaves a field out: TrainingArguments' own defaults.
 TRL_DEFAULTS = {"learning_rate": 5e-5, "per_device_train_batch_size": 8}
 
@@ -93,7 +100,9 @@ def parse_config(config_cls, preset: str, section: str, flags: list[str]) -> tup
         raise InvalidInput(f"config flags: {message}")
 
     parser.error = error
-    parser.set_defaults(**{"output_dir": "unset", **values, **FORCED})
+    # the platform's settings, where the class has them (our PPOConfig has no report_to)
+    forced = {k: v for k, v in {"output_dir": "unset", **FORCED}.items() if k in fields}
+    parser.set_defaults(**{**values, **forced})
     try:
         config, model_config, rest = parser.parse_args_into_dataclasses(
             args=list(flags), return_remaining_strings=True
@@ -183,10 +192,11 @@ def flags_from_fields(fields: dict[str, Any]) -> list[str]:
 
 
 def own_flags(flags: list[str] | tuple[str, ...]) -> tuple[dict[str, str], list[str]]:
-    """The rl recipe's own settings out of the flags ({"algo": ..., "reward": ...}), and the
-    TRL flags left. A resumed run's stored config comes back as flags, and `algo` and
-    `reward` may be part of it (`--algo rloo`, `--reward=checkpoint:4`); `--trainer X` is a
-    recorded fact, not a setting, and is dropped."""
+    """The rl recipe's own settings out of the flags ({"algo": ..., "reward": ...}, also
+    answer_pattern and format_weight: RL_OWN), and the TRL flags left. A resumed run's stored
+    config comes back as flags, and these may be part of it (`--algo rloo`,
+    `--reward=checkpoint:4`); their values stay raw strings (a regex is not YAML). `--trainer
+    X` is a recorded fact, not a setting, and is dropped."""
     own: dict[str, str] = {}
     rest: list[str] = []
     flags = list(flags)
@@ -194,7 +204,7 @@ def own_flags(flags: list[str] | tuple[str, ...]) -> tuple[dict[str, str], list[
     while i < len(flags):
         name, eq, value = flags[i].partition("=")
         key = name[2:].replace("-", "_") if name.startswith("--") else None
-        if key in ("algo", "reward"):
+        if key in RL_OWN:
             if not eq:
                 if i + 1 >= len(flags):
                     raise InvalidInput(f"{name} needs a value")
@@ -206,6 +216,43 @@ def own_flags(flags: list[str] | tuple[str, ...]) -> tuple[dict[str, str], list[
             i += 1
         i += 1
     return own, rest
+
+
+def parse_rewards(text: str | None) -> list[tuple[str, float]]:
+    """`--reward` as [(part, weight)]: one reward model (checkpoint:ID, default, a directory),
+    `verifiable` (training/verifiers.py), or both, comma-separated, each with an optional
+    `=WEIGHT` (default 1): `checkpoint:4=0.5,verifiable=1.0`. [] when none is given."""
+    import math
+
+    parts: list[tuple[str, float]] = []
+    for item in str(text or "").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        name, eq, weight_text = item.rpartition("=") if "=" in item else (item, "", "")
+        name = name.strip()
+        try:
+            weight = float(weight_text) if eq else 1.0
+        except ValueError:
+            raise InvalidInput(
+                f"--reward {text}: {weight_text!r} is not a weight; write SPEC=WEIGHT, e.g. "
+                "checkpoint:4=0.5,verifiable=1.0"
+            ) from None
+        if not name or not math.isfinite(weight):
+            raise InvalidInput(f"--reward {text}: write SPEC[=WEIGHT][,SPEC[=WEIGHT]]")
+        parts.append((name, weight))
+    models = [name for name, _ in parts if name != VERIFIABLE]
+    if len(models) > 1 or len(parts) - len(models) > 1:
+        raise InvalidInput(
+            f"--reward {text}: at most one reward model and one verifier "
+            "(e.g. checkpoint:4=0.5,verifiable=1.0)"
+        )
+    return parts
+
+
+def reward_model_spec(text: str | None) -> str | None:
+    """The reward model part of `--reward` (None: the verifier alone, or nothing)."""
+    return next((name for name, _ in parse_rewards(text) if name != VERIFIABLE), None)
 
 
 def _checkpoint_id(spec: str | None) -> int | None:
@@ -226,8 +273,10 @@ class RunSpec:
     base: str | None = None  # default, checkpoint:ID, a directory, a hub id; None: default
     preset: str = DEFAULT_PRESET
     fields: dict[str, Any] = dataclasses.field(default_factory=dict)  # TRL field -> value
-    algo: str | None = None  # rl: grpo or rloo
-    reward: str | None = None  # rl: the reward model, checkpoint:ID
+    algo: str | None = None  # rl: grpo, rloo or ppo
+    reward: str | None = None  # rl: checkpoint:ID, verifiable, or both with weights
+    answer_pattern: str | None = None  # rl, verifier: the regex of a final answer
+    format_weight: float | None = None  # rl, verifier: added where an answer was found
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -235,10 +284,33 @@ class RunSpec:
         if self.kind == "rl":
             self.algo = self.algo or DEFAULT_ALGO
             if self.algo not in ALGOS:
-                raise InvalidInput(
-                    f"unknown RL algorithm {self.algo!r}: use grpo or rloo "
-                    "(TRL 1.x has no PPOTrainer)"
-                )
+                raise InvalidInput(f"unknown RL algorithm {self.algo!r}: use {', '.join(ALGOS)}")
+            parse_rewards(self.reward)  # a malformed --reward fails here, before anything
+            if self.format_weight is not None:
+                try:
+                    self.format_weight = float(self.format_weight)
+                except (TypeError, ValueError):
+                    raise InvalidInput(
+                        f"--format_weight {self.format_weight!r} is not a number"
+                    ) from None
+            if self.answer_pattern:
+                import re
+
+                try:
+                    re.compile(self.answer_pattern)
+                except re.error as exc:
+                    raise InvalidInput(
+                        f"--answer_pattern {self.answer_pattern!r} is not a regex: {exc}"
+                    ) from None
+
+    def rewards(self) -> list[tuple[str, float]]:
+        """The reward's parts [(reward model spec or "verifiable", weight)]."""
+        return parse_rewards(self.reward)
+
+    @property
+    def section(self) -> str:
+        """The preset section this run reads: the kind's, `ppo` for rl --algo ppo."""
+        return "ppo" if self.kind == "rl" and self.algo == "ppo" else self.kind
 
     # -- from each place a run is described --
 
@@ -253,6 +325,8 @@ class RunSpec:
         flags: list[str] | tuple[str, ...] = (),
         algo: str | None = None,
         reward: str | int | None = None,
+        answer_pattern: str | None = None,
+        format_weight: float | str | None = None,
     ) -> RunSpec:
         """The command line: `rlhf train KIND`, `python -m training.KIND`, a recipe's run()."""
         flags = list(flags)
@@ -262,6 +336,8 @@ class RunSpec:
                 raise InvalidInput(f"--algo {algo} and --algo {own['algo']} disagree")
             algo = algo or own.get("algo")
             reward = own.get("reward") if reward is None else reward
+            answer_pattern = own.get("answer_pattern") if answer_pattern is None else answer_pattern
+            format_weight = own.get("format_weight") if format_weight is None else format_weight
         return cls(
             kind=kind,
             snapshot_id=snapshot_id,
@@ -270,6 +346,8 @@ class RunSpec:
             fields=fields_from_flags(flags),
             algo=algo,
             reward=None if reward is None else str(reward),
+            answer_pattern=answer_pattern or None,
+            format_weight=format_weight,
         )
 
     @classmethod
@@ -281,8 +359,9 @@ class RunSpec:
         base = config.get("base")
         if run.base_checkpoint_id is not None:
             base = f"checkpoint:{run.base_checkpoint_id}"
+        # a stored --reward (the verifier, weights) wins over the bare reward checkpoint
         reward = config.get("reward")
-        if run.reward_checkpoint_id is not None:
+        if run.reward_checkpoint_id is not None and not reward:
             reward = f"checkpoint:{run.reward_checkpoint_id}"
         fields = {k: v for k, v in config.items() if k not in PLATFORM_KEYS and v is not None}
         kind = getattr(run.kind, "value", run.kind)
@@ -294,6 +373,8 @@ class RunSpec:
             flags=[*flags_from_fields(fields), *extra_flags],
             algo=config.get("algo") if kind == "rl" else None,
             reward=reward if kind == "rl" else None,
+            answer_pattern=config.get("answer_pattern") if kind == "rl" else None,
+            format_weight=config.get("format_weight") if kind == "rl" else None,
         )
 
     @classmethod
@@ -307,8 +388,11 @@ class RunSpec:
         batch_size: int,
         extra: str = "",
         model: str = "",
+        algo: str | None = None,
+        reward: str | None = None,
     ) -> RunSpec:
-        """The UI's "launch training" form: the fields shown, then a JSON object of more."""
+        """The UI's "launch training" form: the fields shown, then a JSON object of more
+        (rl: the algorithm, and `reward` = "verifiable" or None for the reward checkpoint)."""
         if preset not in preset_names():
             raise InvalidInput(f"unknown preset {preset!r}: use {' or '.join(preset_names())}")
         fields: dict[str, Any] = {
@@ -329,7 +413,9 @@ class RunSpec:
             if not isinstance(more, dict):
                 raise InvalidInput('more config fields: write a JSON object, e.g. {"beta": 0.1}')
             fields.update(more)
-        return cls(kind=kind, preset=preset, fields=fields)
+        if kind != "rl":
+            return cls(kind=kind, preset=preset, fields=fields)
+        return cls(kind=kind, preset=preset, fields=fields, algo=algo, reward=reward)
 
     # -- what each place needs from it --
 
@@ -347,13 +433,23 @@ class RunSpec:
             config["base"] = self.base
         if self.kind == "rl":
             config["algo"] = self.algo
-            if self.reward and reward_id is None:
+            # a single reward checkpoint is the run's reward_checkpoint_id; anything more
+            # (the verifier, weights, a directory) is kept as written
+            if self.reward and (reward_id is None or self.reward != self.reward_model()):
                 config["reward"] = self.reward
+            if self.answer_pattern:
+                config["answer_pattern"] = self.answer_pattern
+            if self.format_weight:
+                config["format_weight"] = self.format_weight
         return config
+
+    def reward_model(self) -> str | None:
+        """The reward model part of --reward, or None (the verifier alone)."""
+        return reward_model_spec(self.reward)
 
     def checkpoint_ids(self) -> tuple[int | None, int | None]:
         """(base checkpoint id, reward checkpoint id) where base / reward name checkpoints."""
-        return _checkpoint_id(self.base), _checkpoint_id(self.reward)
+        return _checkpoint_id(self.base), _checkpoint_id(self.reward_model())
 
     def recipe_kwargs(self) -> dict[str, Any]:
         """The arguments of the recipe's run() that describe the run."""
@@ -365,10 +461,18 @@ class RunSpec:
         }
         if self.kind == "rl":
             kwargs.update(algo=self.algo, reward=self.reward)
+            for name in ("answer_pattern", "format_weight"):  # the verifier's, where set
+                if getattr(self, name) is not None:
+                    kwargs[name] = getattr(self, name)
         return kwargs
 
     def config_class(self):
-        """TRL's config class for this run (imports trl: call it only to validate or train)."""
+        """TRL's config class for this run (imports trl: call it only to validate or train);
+        PPO's is our own (training.ppo.PPOConfig)."""
+        if self.kind == "rl" and self.algo == "ppo":
+            from training.ppo import PPOConfig
+
+            return PPOConfig
         import trl
 
         name = RL_CONFIG_CLASSES[self.algo] if self.kind == "rl" else CONFIG_CLASSES[self.kind]
@@ -377,10 +481,12 @@ class RunSpec:
     def parse(self) -> tuple[Any, Any, dict]:
         """(TRL config, trl.ModelConfig, the fields set explicitly): the preset's section for
         this kind, then the fields. A bad field is an InvalidInput that names the class."""
-        return parse_config(self.config_class(), self.preset, self.kind, self.to_flags())
+        return parse_config(self.config_class(), self.preset, self.section, self.to_flags())
 
     def validate(self) -> RunSpec:
         """Check every field against TRL's config classes now (before queueing), not later
         in the worker; returns the spec."""
+        if self.kind == "rl" and not self.rewards():
+            raise InvalidInput("an rl run needs --reward (checkpoint:ID, verifiable, or both)")
         self.parse()
         return self

@@ -11,9 +11,10 @@ Top to bottom:
     "launch training" form, `rlhf train ... --queue`). training.spec.RunSpec.from_run turns
     it into the same preset + flags the CLI passes (`--learning_rate 5e-07 --max_steps 2`),
     so the recipe parses it the same way.
- 3. run: the recipe for run.kind (training.sft, reward.train, training.dpo, training.rl),
-    imported only now, with run_id= the claimed run. A kind whose recipe is not installed
-    fails that run with a message that says so; the worker goes on with the next one.
+ 3. run: the recipe for run.kind (training.sft, reward.train, training.dpo, training.rl -
+    which runs our PPO, training/ppo.py, for algo ppo), imported only now, with run_id= the
+    claimed run. A kind whose recipe is not installed fails that run with a message that
+    says so; the worker goes on with the next one.
  4. heartbeats and cancel: the recipe's recorder beats the heartbeat and checks
     cancel_requested at every logging step (a queued run is cancelled by the UI at once and
     never claimed). SIGTERM / Ctrl-C stop the worker and mark its run failed; a failed run

@@ -1,7 +1,11 @@
-"""`rlhf checkpoints list|show|add`: registered checkpoints and their lineage (engineer, admin).
+"""`rlhf checkpoints list|show|add|rename|note|delete|gc`: registered checkpoints and their
+lineage (engineer, admin).
 
 `add` registers a model no run trained (the default policy, a local directory) so that it can
-answer prompts and enter arenas as a baseline (training/add_model.py)."""
+answer prompts and enter arenas as a baseline (training/add_model.py). rename / note / delete /
+gc look after them (labeling/registry/checkpoint_care.py): delete refuses what lineage, a run
+or an arena still needs; gc frees directories nothing points at and the resume points of runs
+that cannot resume."""
 
 from __future__ import annotations
 
@@ -26,6 +30,27 @@ def register(sub) -> None:
     ad.add_argument("--kind", choices=[k.value for k in CheckpointKind], default="policy")
     ad.add_argument("--json", action="store_true")
     ad.set_defaults(func=add)
+    rn = csub.add_parser("rename", help="change the name people see (the directory stays)")
+    rn.add_argument("id", type=id_arg("checkpoint"))
+    rn.add_argument("name")
+    rn.set_defaults(func=rename)
+    nt = csub.add_parser("note", help="set a checkpoint's note ('' clears it)")
+    nt.add_argument("id", type=id_arg("checkpoint"))
+    nt.add_argument("note")
+    nt.set_defaults(func=note)
+    dl = csub.add_parser(
+        "delete",
+        help="delete a checkpoint and its files (refused while lineage or an arena needs it)",
+    )
+    dl.add_argument("id", type=id_arg("checkpoint"))
+    dl.add_argument("--json", action="store_true")
+    dl.set_defaults(func=delete)
+    gc = csub.add_parser(
+        "gc", help="remove checkpoint folders no record names and finished runs' resume points"
+    )
+    gc.add_argument("--dry-run", action="store_true", help="list what would go, remove nothing")
+    gc.add_argument("--json", action="store_true")
+    gc.set_defaults(func=collect_garbage)
 
 
 def list_checkpoints(args) -> int:
@@ -84,3 +109,74 @@ def add(args) -> int:
     else:
         print(f"checkpoint {out['checkpoint_id']} ({out['kind']}): {out['name']} at {out['path']}")
     return 0
+
+
+def rename(args) -> int:
+    from labeling.registry import checkpoint_care
+
+    with transaction() as s:
+        acting_user(s, args, action="checkpoints")
+        checkpoint = checkpoint_care.rename_checkpoint(s, args.id, args.name)
+        print(f"checkpoint {checkpoint.id} is now named {checkpoint.name!r}")
+    return 0
+
+
+def note(args) -> int:
+    from labeling.registry import checkpoint_care
+
+    with transaction() as s:
+        acting_user(s, args, action="checkpoints")
+        checkpoint = checkpoint_care.note_checkpoint(s, args.id, args.note)
+        print(f"checkpoint {checkpoint.id}: note {'set' if checkpoint.note else 'cleared'}")
+    return 0
+
+
+def delete(args) -> int:
+    from labeling.registry import checkpoint_care
+
+    with transaction() as s:
+        acting_user(s, args, action="checkpoints")
+        directory = checkpoint_care.delete_checkpoint(s, args.id)
+    # the row is gone (committed); now its files: a crash here leaves a folder gc removes
+    freed = checkpoint_care.remove_dirs([directory] if directory else [])
+    out = {"checkpoint_id": args.id, "removed": str(directory) if directory else None,
+           "freed_bytes": freed}  # fmt: skip
+    if args.json:
+        print_json(out)
+    else:
+        where = (
+            f", removed {directory} ({_mb(freed)})"
+            if directory
+            else " (its files are not under $RLHF_HOME/checkpoints: left alone)"
+        )
+        print(f"checkpoint {args.id} deleted{where}")
+    return 0
+
+
+def collect_garbage(args) -> int:
+    from labeling.registry import checkpoint_care
+
+    with transaction() as s:
+        acting_user(s, args, action="checkpoints")
+        garbage = checkpoint_care.find_garbage(s)
+    sizes = {p: checkpoint_care.size_of(p) for p in garbage.paths}
+    freed = 0 if args.dry_run else checkpoint_care.remove_dirs(garbage.paths)
+    out = {
+        "dry_run": args.dry_run,
+        "orphan_dirs": [str(p) for p in garbage.orphan_dirs],
+        "resume_points": [str(p) for p in garbage.resume_points],
+        "bytes": sum(sizes.values()),
+        "freed_bytes": freed,
+    }
+    if args.json:
+        print_json(out)
+    else:
+        verb = "would remove" if args.dry_run else "removed"
+        for path in garbage.paths:
+            print(f"{verb} {path} ({_mb(sizes[path])})")
+        print(f"{verb} {len(garbage.paths)} folders, {_mb(sum(sizes.values()))}")
+    return 0
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f} MB"

@@ -1,4 +1,7 @@
-"""`rlhf import FILE --project NAME`: prompts, demonstrations and preference pairs in bulk."""
+"""`rlhf import FILE --project NAME`: prompts, demonstrations and preference pairs in bulk.
+
+An `answer` column (e.g. `prompt`/`answer` rows) is each prompt's gold final answer, for
+verifiable rewards (`rlhf train rl --reward verifiable`, `rlhf eval policy --verifiable`)."""
 
 from __future__ import annotations
 
@@ -44,7 +47,7 @@ def register(sub) -> None:
         help="rename the file's columns to our fields first, e.g. "
         "prompt=instruction,a=output_1,b=output_2,choice=preference (fields: prompt, system, "
         "input, messages, completion, response, chosen, rejected, a, b, choice, responses, "
-        "category, tags, source)",
+        "category, tags, source, answer)",
     )
     p.add_argument(
         "--map-values",
@@ -104,8 +107,8 @@ def run(args) -> int:
     print(
         f"imported {result.imported} of {result.rows_read} rows ({result.format}) into "
         f"{result.project}: {result.prompts_added} prompts, {result.responses_added} responses, "
-        f"{result.tasks_added} tasks, {result.labels_added} labels; "
-        f"{result.duplicates} duplicates"
+        f"{result.tasks_added} tasks, {result.labels_added} labels, "
+        f"{result.answers_added} gold answers; {result.duplicates} duplicates"
     )
     for note in result.notes:
         print(note)

@@ -4,10 +4,12 @@
     rlhf train sft --snapshot 3 [--base checkpoint:2] [--preset cpu-demo] --max_steps 2 --json
     rlhf train reward --snapshot 4 --learning_rate 1e-5 --json
     rlhf train dpo --snapshot 4 --base checkpoint:5 [--use_peft false] --json
-    rlhf train rl --snapshot 4 --base checkpoint:5 --reward checkpoint:6 [--algo grpo|rloo] --json
+    rlhf train rl --snapshot 4 --base checkpoint:5 --reward checkpoint:6 [--algo grpo|rloo|ppo] --json
+    rlhf train rl --snapshot 7 --reward verifiable [--answer_pattern REGEX] --algo ppo --json
 
-Online RL runs TRL's GRPOTrainer or RLOOTrainer against the reward model: TRL 1.x ships no
-PPOTrainer, so there is no PPO here; the run records the algorithm it used.
+Online RL runs TRL's GRPOTrainer or RLOOTrainer, or our own PPO (training/ppo.py: TRL 1.x
+ships no PPOTrainer), against a reward model, a verifier of gold answers, or both
+(`--reward checkpoint:6=0.5,verifiable=1.0`); the run records the algorithm it used.
 
 Flags after the known ones are TRL config fields (SFTConfig / RewardConfig / trl.ModelConfig)
 and pass through to the recipe (training/sft.py, reward/train.py). torch, transformers and
@@ -72,7 +74,12 @@ def train(args) -> int:
     import importlib
 
     run = importlib.import_module(RECIPES[args.train_command]).run
-    extra = {"reward": args.reward, "algo": args.algo} if args.train_command == "rl" else {}
+    extra = {}
+    if args.train_command == "rl":
+        extra = {
+            "reward": args.reward, "algo": args.algo, "answer_pattern": args.answer_pattern,
+            "format_weight": args.format_weight,
+        }  # fmt: skip
     result = run(
         snapshot_id=args.snapshot,
         created_by=user_id,
@@ -136,6 +143,8 @@ def _queue_or_resume(args, user_id) -> int:
             args.train_command, snapshot_id=args.snapshot, base=args.base, preset=args.preset,
             flags=args.flags, algo=getattr(args, "algo", None),
             reward=getattr(args, "reward", None),
+            answer_pattern=getattr(args, "answer_pattern", None),
+            format_weight=getattr(args, "format_weight", None),
         ).validate()  # fmt: skip
         base_id, reward_id = spec.checkpoint_ids()
         with transaction() as s:

@@ -139,8 +139,10 @@ def queue_training_run(
         if kind not in NEEDS_REWARD:
             raise InvalidInput(f"a {kind.value} run takes no reward checkpoint")
         _checkpoint(session, int(reward_checkpoint_id), CheckpointKind.reward, "reward")
-    elif kind in NEEDS_REWARD:
-        raise InvalidInput(f"a {kind.value} run needs a reward checkpoint")
+    elif kind in NEEDS_REWARD and "verifiable" not in str((config or {}).get("reward") or ""):
+        raise InvalidInput(
+            f"a {kind.value} run needs a reward checkpoint or the verifier (--reward verifiable)"
+        )
     run = TrainingRun(
         kind=kind,
         status=RunStatus.queued,
@@ -279,6 +281,7 @@ def list_checkpoints(
                 "id": ck.id,
                 "kind": CheckpointKind(ck.kind).value,
                 "name": ck.name,
+                "note": ck.note,
                 "base_model": ck.base_model,
                 "parent_id": ck.parent_id,
                 "parent": parent_name,

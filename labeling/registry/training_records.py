@@ -321,6 +321,7 @@ def describe_checkpoint(session: Session, checkpoint: Checkpoint) -> dict[str, A
         "id": checkpoint.id,
         "kind": CheckpointKind(checkpoint.kind).value,
         "name": checkpoint.name,
+        "note": checkpoint.note,
         "path": str(directory),
         "complete": is_complete(directory),
         "base_model": checkpoint.base_model,

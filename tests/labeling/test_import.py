@@ -659,6 +659,7 @@ def test_json_summary_fields(Session, tmp_path, cli, admin):
         "responses_added": 6,
         "tasks_added": 3,
         "labels_added": 3,
+        "answers_added": 0,
         "notes": [],
     }
     with Session() as s:

@@ -101,3 +101,48 @@ def test_killed_run_resumes_from_its_last_checkpoint(cli, snaps, tiny_models, Se
         assert len(cks) == 1 and cks[0].id == result["checkpoint_id"]
     assert not list(run_dir.glob("checkpoint-*"))  # resume points go once the run is done
     assert cli("train", "sft", "--resume", str(run_id), user="eng").code == 1  # succeeded
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_sigterm_records_the_run_failed_and_resumable(cli, snaps, tiny_models, Session):  # noqa: F811, N803
+    """A kill / shutdown / preemption (SIGTERM) of a single-process run: the run is recorded
+    failed with a note at once (not left RUNNING until the reaper), and `--resume` takes it."""
+    command = [
+        sys.executable, "-m", "app.cli.main", "train", "sft",
+        "--snapshot", str(snaps["sft"]), "--base", tiny_models["policy"],
+        "--max_steps", "100000", "--per_device_train_batch_size", "2",
+        "--save_strategy", "steps", "--save_steps", "2", "--save_total_limit", "1",
+    ]  # fmt: skip
+    env = {**os.environ, "RLHF_USER": "eng", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 120
+        run_dir = None
+        while time.monotonic() < deadline and proc.poll() is None:
+            runs = sorted((load_settings().home / "runs").glob("run-*"))
+            if runs and last_trainer_checkpoint(runs[0]):
+                run_dir = runs[0]
+                break
+            time.sleep(0.05)
+        assert run_dir is not None, proc.stderr.read().decode()[-3000:] if proc.poll() else ""
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=60)
+        err = proc.stderr.read().decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert code != 0 and "Traceback" not in err, err[-3000:]
+    run_id = int(run_dir.name.removeprefix("run-"))
+    with Session.begin() as s:
+        run = s.get(TrainingRun, run_id)
+        assert run.status == RunStatus.failed and run.finished_at is not None
+        assert "stopped by SIGTERM" in run.error and f"--resume {run_id}" in run.error
+        assert s.scalars(select(Checkpoint).where(Checkpoint.run_id == run_id)).all() == []
+        steps = max(s.scalars(select(RunMetric.step).where(RunMetric.run_id == run_id)))
+    res = cli("train", "sft", "--resume", str(run_id), "--max_steps", str(steps + 2), "--json",
+              user="eng")  # fmt: skip
+    assert res.code == 0, res.err
+    assert res.json()["run_id"] == run_id

@@ -144,7 +144,8 @@ def test_bad_inputs_fail_clearly_before_any_run(cli, snaps, checkpoints, Session
     base, reward = f"checkpoint:{checkpoints['base']}", f"checkpoint:{checkpoints['reward']}"
     pref, sft = str(snaps["preference"]), str(snaps["sft"])
     cases = [
-        (("rl", "--snapshot", pref, "--base", base), "needs a reward model"),
+        (("rl", "--snapshot", pref, "--base", base), "needs a reward: pass --reward"),
+        (("rl", "--algo", "ppo", "--snapshot", pref, "--base", base), "needs a reward"),
         (("dpo", "--snapshot", sft, "--base", base), "is a sft snapshot"),
         (("dpo", "--snapshot", pref, "--base", reward), "is a reward checkpoint, not a policy"),
         (("rl", "--snapshot", pref, "--base", reward, "--reward", reward), "not a policy"),
@@ -162,7 +163,7 @@ def test_bad_inputs_fail_clearly_before_any_run(cli, snaps, checkpoints, Session
         user="eng",
     )  # fmt: skip
     assert res.code == 1 and "1 training prompts: too few" in res.err
-    assert cli("train", "rl", "--algo", "ppo", "--snapshot", pref, user="eng").code == 2
+    assert cli("train", "rl", "--algo", "nope", "--snapshot", pref, user="eng").code == 2
     ev = cli(
         "eval", "policy", "--checkpoint", str(checkpoints["reward"]), "--reward", reward,
         "--snapshot", pref, user="eng",

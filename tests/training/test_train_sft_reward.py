@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 
 import pytest
+import transformers
 from sqlalchemy import func, select
 from test_training_models import save_tiny_bert, save_tiny_policy, word_tokenizer
 
@@ -140,6 +141,9 @@ def tiny_models(tmp_path_factory):
     words = {w for q, _, g, b, _ in PAIRS for w in f"{q} {g} {b}".split()}
     policy = save_tiny_policy(root / "policy", word_tokenizer(sorted(words)))
     reward = save_tiny_bert(root / "bert", sorted(words | {"user", "assistant", ":"}))
+    # transformers 5 ignores BertTokenizerFast(vocab_file=...) (save_tiny_bert's): every word
+    # would read [UNK] and half the pairs would be the same tokens. vocab= reads the file.
+    transformers.BertTokenizerFast(vocab=str(reward / "vocab.txt")).save_pretrained(reward)
     return {"policy": str(policy), "reward": str(reward)}
 
 
@@ -178,6 +182,8 @@ def test_sft_and_reward_register_runs_and_checkpoints(cli, snaps, tiny_models, S
     assert rresult["metrics"]["heldout_n"] == 3
     assert 0 <= rresult["metrics"]["heldout_accuracy"] <= 1
 
+    assert rresult["metrics"]["train_rows"] == 4 and rresult["metrics"]["dropped_rows"] == 0
+
     with Session.begin() as s:
         for res, kind in ((result, "sft"), (rresult, "reward")):
             run = s.get(TrainingRun, res["run_id"])
@@ -193,6 +199,12 @@ def test_sft_and_reward_register_runs_and_checkpoints(cli, snaps, tiny_models, S
         assert s.get(TrainingRun, result["run_id"]).config["use_peft"] is True  # LoRA, merged
         ck = s.get(Checkpoint, rresult["checkpoint_id"])
         assert ck.evaluation["accuracy"] == rresult["metrics"]["heldout_accuracy"]
+        evaluation = ck.evaluation
+        assert evaluation["ci_low"] <= evaluation["accuracy"] <= evaluation["ci_high"]
+        for key in ("ece", "longer_wins_accuracy", "score_mean", "score_std", "ties"):
+            assert evaluation[key] is not None, key
+        assert evaluation["score_std"] > 0  # RL normalises rewards with mean / std
+        assert sum(v["n"] for v in evaluation["accuracy_by_strength"].values()) == 3
 
     shown = cli("checkpoints", "show", str(result["checkpoint_id"]), "--json", user="eng").json()
     path = shown["path"]
@@ -238,6 +250,9 @@ def test_sft_and_reward_register_runs_and_checkpoints(cli, snaps, tiny_models, S
     out = ev.json()
     assert out["n"] == 3 and 0 <= out["accuracy"] <= 1
     assert out["accuracy"] == pytest.approx(rresult["metrics"]["heldout_accuracy"])
+    for key in ("ci_low", "ci_high", "ece", "longer_wins_accuracy", "score_mean"):
+        assert out[key] == pytest.approx(evaluation[key]), key
+    assert out["accuracy_by_strength"].keys() == evaluation["accuracy_by_strength"].keys()
 
     # Only engineers and admins train, list and evaluate.
     lab = cli(
@@ -259,6 +274,60 @@ def test_sft_and_reward_register_runs_and_checkpoints(cli, snaps, tiny_models, S
         denied = cli(*args, user="lab2")
         assert denied.code == 1 and "error:" in denied.err, args
     assert cli("checkpoints", "list").code == 1  # nobody named
+
+
+def test_reward_trains_on_every_pair_over_a_small_budget(cli, snaps, tiny_models, Session):  # noqa: N803
+    """max_length 12: RewardTrainer alone would drop the pairs over it; here each is cut (the
+    prompt's oldest words, never the answer) and trained on. Batch 1, one epoch: the steps
+    are the rows the trainer saw."""
+    from training.models import load_reward_model
+    from training.scoring import conversation_ids
+
+    _, tok = load_reward_model(tiny_models["reward"])
+    train = [(q, g, b) for q, split, g, b, _ in PAIRS if split == "train"]
+
+    def tokens(question: str, answer: str) -> int:
+        return len(conversation_ids(tok, [{"role": "user", "content": question},
+                                          {"role": "assistant", "content": answer}]))  # fmt: skip
+
+    over = sum(max(tokens(q, g), tokens(q, b)) > 12 for q, g, b in train)
+    assert over >= 2  # what TRL would have dropped
+    res = cli(
+        "train", "reward", "--snapshot", str(snaps["preference"]), "--base",
+        tiny_models["reward"], "--json", "--max_length", "12", "--num_train_epochs", "1",
+        "--per_device_train_batch_size", "1", user="eng",
+    )  # fmt: skip
+    assert res.code == 0, res.err
+    metrics = res.json()["metrics"]
+    assert (metrics["train_rows"], metrics["dropped_rows"]) == (4, 0)
+    assert metrics["truncated_rows"] == over
+    assert metrics["steps"] == metrics["train_rows"] - metrics["dropped_rows"]
+    with Session.begin() as s:
+        ck = s.get(Checkpoint, res.json()["checkpoint_id"])
+        assert ck.evaluation["max_length"] == 12 and ck.evaluation["truncated"] >= 1
+
+
+def test_reward_on_a_policy_trunk_with_lora(cli, snaps, tiny_models, Session):  # noqa: N803
+    """--base policy:DIR: the tiny Llama as a sequence classifier, LoRA + the score head,
+    merged into a plain classifier checkpoint."""
+    import transformers
+
+    from training.models import load_reward_model
+
+    res = cli(
+        "train", "reward", "--snapshot", str(snaps["preference"]), "--base",
+        f"policy:{tiny_models['policy']}", "--json", *TINY, "--use_peft", "true",
+        "--lora_target_modules", "q_proj", "v_proj", user="eng",
+    )  # fmt: skip
+    assert res.code == 0, res.err
+    with Session.begin() as s:
+        ck = s.get(Checkpoint, res.json()["checkpoint_id"])
+        assert ck.evaluation["n"] == 3 and ck.evaluation["score_std"] is not None
+        checkpoint_id = ck.id
+    model, _ = load_reward_model(f"checkpoint:{checkpoint_id}")
+    assert isinstance(model, transformers.LlamaForSequenceClassification)
+    shown = cli("checkpoints", "show", str(checkpoint_id), "--json", user="eng").json()
+    assert "adapter_config.json" not in os.listdir(shown["path"])
 
 
 def test_nan_loss_fails_the_run_and_registers_nothing(cli, snaps, tiny_models, Session):  # noqa: N803

@@ -282,4 +282,4 @@ def test_run_spec_is_the_one_converter_between_flags_stored_config_and_the_form(
     with pytest.raises(InvalidInput, match="unknown preset"):
         RunSpec.from_form("dpo", "nope", learning_rate=1e-5, max_steps=None, batch_size=2)
     with pytest.raises(InvalidInput, match="unknown RL algorithm"):
-        RunSpec.from_flags("rl", algo="ppo")
+        RunSpec.from_flags("rl", algo="nope")

@@ -27,7 +27,8 @@ KIND_HELP = {
     "arena": "side-by-side comparisons of checkpoints",
 }
 NEW = "project-new-"  # widget keys of the new-project form: NEW + field
-SETTINGS = ("overlap", "lease_seconds", "gold_rate", "heldout_fraction", "rank_k", "guidelines")
+SETTINGS = ("overlap", "lease_seconds", "gold_rate", "heldout_fraction", "rank_k", "guidelines",
+            "answer_pattern")  # fmt: skip
 DEFAULTS: dict[str, Any] = {
     "overlap": 1,
     "lease_seconds": 1800,
@@ -35,6 +36,7 @@ DEFAULTS: dict[str, Any] = {
     "heldout_fraction": 0.1,
     "rank_k": None,
     "guidelines": "",
+    "answer_pattern": None,
 }
 
 
@@ -109,6 +111,12 @@ def _settings_widgets(prefix: str, values: dict[str, Any]) -> None:
         value=float(values["heldout_fraction"]), key=prefix + "heldout_fraction",
         help="share of prompts kept out of training (new prompts only)",
     )  # fmt: skip
+    st.text_input(
+        "Answer pattern (regex, optional)", value=values["answer_pattern"] or "",
+        key=prefix + "answer_pattern", max_chars=500, placeholder=r"e.g. Answer: (\S+)",
+        help="where a model answer states its final answer, for verifiable rewards: the first "
+        "group of the last match; empty = the last \\boxed{...}, else the last number",
+    )  # fmt: skip
     st.text_area(
         "Guidelines (Markdown)", value=values["guidelines"] or "", height=200,
         key=prefix + "guidelines", help="shown to labelers beside every item",
@@ -131,6 +139,8 @@ def _read_settings(prefix: str) -> dict[str, Any]:
     if values["rank_k"] is not None:
         values["rank_k"] = int(values["rank_k"])
     values["guidelines"] = values["guidelines"] or ""
+    pattern = values["answer_pattern"] or ""
+    values["answer_pattern"] = pattern if pattern.strip() else None  # spaces may be meant
     return values
 
 

@@ -13,6 +13,9 @@ from labeling.models import RunStatus
 from labeling.registry import runs
 
 LIVE = ("queued", "running")
+# the checkpoint whose evaluation is shown (a session-state key; could join app/ui/state.py)
+CHECKPOINT_KEY = "engineer_runs_checkpoint_id"
+EVALUATION_COLUMNS = ["accuracy", "ci_low", "ci_high", "longer_wins_accuracy", "ece", "n"]
 RUN_COLUMNS = ["id", "kind", "status", "project", "snapshot_id", "base_checkpoint_id",
                "reward_checkpoint_id", "created_by", "created_at", "started_at", "finished_at"]  # fmt: skip
 
@@ -43,9 +46,11 @@ def render() -> None:
         st.caption("No checkpoints yet: runs record them when they finish.")
     else:
         table = pd.DataFrame(checkpoints).drop(columns=["evaluation"])
-        table["accuracy"] = pd.to_numeric(
-            pd.Series([c["evaluation"].get("accuracy") for c in checkpoints]), errors="coerce"
-        )
+        for key in EVALUATION_COLUMNS:  # reward checkpoints: reward/evaluate.py's figures
+            table[key] = pd.to_numeric(
+                pd.Series([(c["evaluation"] or {}).get(key) for c in checkpoints]),
+                errors="coerce",
+            )
         st.dataframe(
             table,
             hide_index=True,
@@ -61,15 +66,47 @@ def render() -> None:
                 "snapshot_id",
                 "snapshot_kind",
                 "base_model",
-                "accuracy",
+                *EVALUATION_COLUMNS,
                 "created_at",
             ],  # fmt: skip
             column_config={
                 "parent": "parent checkpoint",
                 "run_kind": "made by a",
                 "accuracy": st.column_config.NumberColumn("held-out accuracy", format="%.3f"),
+                "ci_low": st.column_config.NumberColumn("95% low", format="%.3f"),
+                "ci_high": st.column_config.NumberColumn("95% high", format="%.3f"),
+                "longer_wins_accuracy": st.column_config.NumberColumn(
+                    "longer wins", format="%.3f",
+                    help="the baseline 'the longer answer wins' on the same pairs",
+                ),
+                "ece": st.column_config.NumberColumn(
+                    "ECE", format="%.3f", help="calibration error of sigmoid(score difference)"
+                ),
+                "n": st.column_config.NumberColumn("pairs", format="%d"),
             },
+        )  # fmt: skip
+        evaluation_details(checkpoints)
+
+
+def evaluation_details(checkpoints: list[dict]) -> None:
+    """One checkpoint's whole evaluation (by strength, ties, score mean / std ...)."""
+    evaluated = [c for c in checkpoints if c["evaluation"]]
+    if not evaluated:
+        return
+    by_id = {c["id"]: c for c in evaluated}
+    checkpoint_id = st.selectbox(
+        "Checkpoint evaluation", list(by_id), key=CHECKPOINT_KEY,
+        format_func=lambda i: f"#{i} {by_id[i]['kind']} · {by_id[i]['name']}",
+    )  # fmt: skip
+    evaluation = by_id[checkpoint_id]["evaluation"]
+    strengths = evaluation.get("accuracy_by_strength") or {}
+    if strengths:
+        st.dataframe(
+            pd.DataFrame([{"strength": k, **v} for k, v in strengths.items()]),
+            hide_index=True,
+            column_config={"accuracy": st.column_config.NumberColumn(format="%.3f")},
         )
+    st.json(evaluation, expanded=False)
 
 
 def run_details(user_id: int, rows: list[dict]) -> None:

@@ -2,6 +2,8 @@
 
 Config keys are TRL's own field names (learning_rate, max_steps, ...), stored as they are
 on the run; labeling.registry.runs.queue_training_run checks that the snapshot and checkpoints fit.
+An rl run names its algorithm (GRPO / RLOO: TRL's trainers; PPO: ours, training/ppo.py, with
+its value model) and its reward: a reward checkpoint, the verifier of gold answers, or both.
 """
 
 from __future__ import annotations
@@ -23,7 +25,16 @@ KIND_HELP = {
     "sft": "supervised fine-tuning on demonstrations (TRL SFTTrainer)",
     "reward": "reward model on preference pairs (TRL RewardTrainer)",
     "dpo": "direct preference optimisation of a policy checkpoint (TRL DPOTrainer)",
-    "rl": "online RL with our reward model as reward function (TRL GRPO/RLOO)",
+    "rl": "online RL against a reward model and / or a verifier (GRPO, RLOO or our PPO)",
+}
+ALGO_HELP = {
+    "grpo": "GRPO (TRL GRPOTrainer)",
+    "rloo": "RLOO (TRL RLOOTrainer)",
+    "ppo": "PPO (ours, training/ppo.py: a value model, clipped surrogate, GAE)",
+}
+CRITIC_HELP = {
+    "shared": "shared: a value head on the policy",
+    "reward": "reward: a critic initialised from the reward model",
 }
 PRESETS = tuple(run_spec.preset_names())  # the presets shipped in training/presets/
 DEFAULTS = run_spec.TRL_DEFAULTS  # where a preset leaves a field out
@@ -78,8 +89,22 @@ def render() -> None:
     if RunKind(kind) in runs.NEEDS_REWARD:
         right.selectbox(
             "Reward checkpoint", [None, *rewards], key=K + "reward",
-            format_func=lambda i: "choose one" if i is None else _label(rewards[i]),
+            format_func=lambda i: "none" if i is None else _label(rewards[i]),
         )  # fmt: skip
+        left, mid, right = st.columns(3)
+        algo = left.selectbox(
+            "Algorithm", list(run_spec.ALGOS), key=K + "algo", format_func=ALGO_HELP.get
+        )
+        mid.checkbox(
+            "Verifier: reward correct final answers", key=K + "verifiable",
+            help="the prompts' gold answers (an sft snapshot of prompt/answer rows); with a "
+            "reward checkpoint too, both count",
+        )  # fmt: skip
+        if algo == "ppo":
+            right.selectbox(
+                "Value model (critic)", list(CRITIC_HELP), key=K + "critic",
+                format_func=CRITIC_HELP.get,
+            )  # fmt: skip
     elif st.session_state.get(K + "base") is None:
         right.text_input(
             "model_name_or_path", key=K + "model", placeholder="default",
@@ -87,7 +112,8 @@ def render() -> None:
         )  # fmt: skip
 
     st.subheader("Config")
-    values = preset_defaults(preset, kind)
+    section = _section(kind, st.session_state.get(K + "algo"))
+    values = preset_defaults(preset, section)
     st.caption(
         f"The worker starts from the `{preset}` preset (training/presets/{preset}.yaml) and "
         "applies these fields over it."
@@ -97,17 +123,17 @@ def render() -> None:
     cols[0].number_input(
         "learning_rate", min_value=0.0, max_value=1.0, format="%.2e", step=1e-6,
         value=float(values.get("learning_rate", DEFAULTS["learning_rate"])),
-        key=f"{K}lr-{kind}-{preset}",
+        key=f"{K}lr-{section}-{preset}",
     )  # fmt: skip
     cols[1].number_input(
         "max_steps", min_value=1, max_value=10_000_000, value=values.get("max_steps"),
-        key=f"{K}steps-{kind}-{preset}",
+        key=f"{K}steps-{section}-{preset}",
         placeholder=f"preset: {values.get('num_train_epochs', 1)} epoch(s)",
     )  # fmt: skip
     cols[2].number_input(
         "per_device_train_batch_size", min_value=1, max_value=4096,
         value=int(values.get("per_device_train_batch_size", DEFAULTS["per_device_train_batch_size"])),
-        key=f"{K}batch-{kind}-{preset}",
+        key=f"{K}batch-{section}-{preset}",
     )  # fmt: skip
     st.text_area(
         "More TRL config fields (a JSON object of plain values)", key=K + "extra",
@@ -122,35 +148,56 @@ def _label(checkpoint: dict[str, Any]) -> str:
     return f"#{checkpoint['id']} {checkpoint['name']} ({made})"
 
 
+def _section(kind: str, algo: str | None) -> str:
+    """The preset section a run reads: its kind's, `ppo` for an rl run with PPO."""
+    return "ppo" if kind == "rl" and algo == "ppo" else kind
+
+
 def preset_defaults(preset: str, kind: str) -> dict[str, Any]:
-    """The preset file's section for this run kind ({} when it has none)."""
+    """The preset file's section for this run kind, or `ppo` ({} when it has none)."""
     return run_spec.preset_fields(preset, kind)
 
 
 def build_config(kind: str, preset: str, lr: float, max_steps: int | None, batch: int,
-                 extra: str = "", model: str = "") -> dict[str, Any]:  # fmt: skip
+                 extra: str = "", model: str = "", *, algo: str | None = None,
+                 verifiable: bool = False, reward_checkpoint: int | None = None,
+                 critic: str | None = None) -> dict[str, Any]:  # fmt: skip
     """The run's config (training.spec.RunSpec, the one converter the CLI and the worker use
-    too): the preset's name, the fields shown, then the extra JSON fields. The worker reads
-    the preset file and applies these over it."""
+    too): the preset's name, the fields shown, then the extra JSON fields (rl: the
+    algorithm, the reward when the verifier counts, PPO's critic). The worker reads the
+    preset file and applies these over it."""
+    reward = None
+    if kind == "rl" and verifiable:
+        reward = "verifiable"
+        if reward_checkpoint is not None:
+            reward = f"checkpoint:{reward_checkpoint},verifiable"
     spec = run_spec.RunSpec.from_form(
         kind, preset, learning_rate=lr, max_steps=max_steps, batch_size=batch, extra=extra,
-        model=model,
+        model=model, algo=algo if kind == "rl" else None, reward=reward,
     )  # fmt: skip
-    return runs.check_config({"preset": spec.preset, **spec.fields})
+    if kind == "rl" and spec.algo == "ppo" and critic:
+        spec.fields["critic"] = critic
+    if kind != "rl":
+        return runs.check_config({"preset": spec.preset, **spec.fields})
+    return runs.check_config(spec.to_config())
 
 
 def _queue(user_id: int) -> None:
     ss = st.session_state
     kind, preset = ss.get(K + "kind") or "sft", ss.get(K + "preset") or "cpu-demo"
+    algo = ss.get(K + "algo") if kind == "rl" else None
+    section = _section(kind, algo)
 
     def action(s) -> str:
         config = build_config(
             kind, preset,
-            ss.get(f"{K}lr-{kind}-{preset}", DEFAULTS["learning_rate"]),
-            ss.get(f"{K}steps-{kind}-{preset}"),
-            ss.get(f"{K}batch-{kind}-{preset}", DEFAULTS["per_device_train_batch_size"]),
+            ss.get(f"{K}lr-{section}-{preset}", DEFAULTS["learning_rate"]),
+            ss.get(f"{K}steps-{section}-{preset}"),
+            ss.get(f"{K}batch-{section}-{preset}", DEFAULTS["per_device_train_batch_size"]),
             ss.get(K + "extra") or "",
             (ss.get(K + "model") or "") if ss.get(K + "base") is None else "",
+            algo=algo, verifiable=bool(ss.get(K + "verifiable")) and kind == "rl",
+            reward_checkpoint=ss.get(K + "reward"), critic=ss.get(K + "critic"),
         )  # fmt: skip
         run = runs.queue_training_run(
             s, kind=kind, snapshot_id=ss.get(K + "snapshot"), config=config,

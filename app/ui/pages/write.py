@@ -1,5 +1,9 @@
 """Write the ideal answer (SFT demonstrations). The answer autosaves to the server while the
-labeler types; a reload brings back the draft of the task they hold. Ctrl+Enter submits."""
+labeler types; a reload brings back the draft of the task they hold. Ctrl+Enter submits.
+
+Problems with checkable answers (verifiable rewards): a prompt's gold final answer, where it
+has one, is shown above the editor (inert, like all text here), and "Write a new problem"
+adds a problem with its final answer to the project (a new item to answer)."""
 
 from __future__ import annotations
 
@@ -7,12 +11,14 @@ import streamlit as st
 
 from app.ui import auth, state, widgets
 from app.ui import render as show
-from app.ui.actions import flash, show_flash
+from app.ui.actions import act, flash, show_flash
 from app.ui.db import transaction
 from labeling import labeler_views as lv
+from labeling import projects, tasks
 from labeling.errors import RLHFError
 
 MODEL_ANSWER_HEIGHT = 240
+PROBLEM = "write-problem-"  # widget keys of the new-problem form: PROBLEM + field
 
 
 def _submit(user_id: int, project_id: int, assignment_id: int, text: str | None = None) -> None:
@@ -63,6 +69,39 @@ def _autosave(user_id: int, assignment_id: int, text: str) -> None:
         st.warning("Your lease on this item lapsed; your draft is saved.")
 
 
+def _add_problem(user_id: int, project_id: int) -> None:
+    text = st.session_state.get(PROBLEM + "text") or ""
+    answer = st.session_state.get(PROBLEM + "answer") or None
+
+    def work(s) -> str:
+        project = projects.get_project(s, project_id)
+        prompt, _task = tasks.add_problem(s, project, text, answer=answer)
+        with_answer = " with its final answer" if prompt.answer is not None else ""
+        return f"Problem added{with_answer}: it is in the queue to be answered."
+
+    if act(user_id, "label", work):
+        for key in ("text", "answer"):
+            st.session_state.pop(PROBLEM + key, None)  # a fresh form for the next one
+
+
+def new_problem_form(user_id: int, project_id: int) -> None:
+    """A problem and (optionally) the final answer a correct solution reaches."""
+    with st.expander("Write a new problem", icon=":material/add_circle:"):
+        st.text_area(
+            "Problem", key=PROBLEM + "text", height=120, max_chars=tasks.MAX_PROBLEM_CHARS,
+            placeholder="e.g. A shop sells 3 pens for 45 cents. How much do 7 pens cost?",
+        )  # fmt: skip
+        st.text_input(
+            "Final answer (optional)", key=PROBLEM + "answer", max_chars=10_000,
+            placeholder="e.g. 105", help="the exact final answer a correct solution reaches: "
+            "a verifier checks model answers against it",
+        )  # fmt: skip
+        st.button(
+            "Add problem", key=PROBLEM + "add", icon=":material/add:", on_click=_add_problem,
+            args=(user_id, project_id),
+        )  # fmt: skip
+
+
 def render() -> None:
     user = auth.require_action("label")
     project = widgets.pick_project("write", lv.WRITE_KINDS)
@@ -77,9 +116,12 @@ def render() -> None:
     view = widgets.current_task(user.id, project.id)
     if view is None:
         widgets.empty_queue(user.id, project.id)
+        new_problem_form(user.id, project.id)
         return
 
     show.chat(view.messages)
+    if view.answer is not None:
+        st.markdown(f":material/task_alt: **Final answer to reach:** {show.inline(view.answer)}")
     draft = (view.draft or {}).get("text") or ""
     if state.SAVED_TEXT not in st.session_state:
         st.session_state[state.SAVED_TEXT] = draft
@@ -123,3 +165,4 @@ def render() -> None:
     )
     widgets.skip_and_flag(user.id, project.id, view.assignment_id)
     widgets.counter(user.id, project.id)
+    new_problem_form(user.id, project.id)
