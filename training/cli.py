@@ -96,6 +96,9 @@ def recipe_parser(
             kind,
             help=help,
             description=f"{help}. Extra flags are TRL config fields: --max_steps 2.",
+            # the docstring's summary and command lines, with their line breaks
+            epilog="\n\n".join((doc or "").split("\n\n")[:2]) or None,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
         )
     parser.add_argument(
         "--snapshot",

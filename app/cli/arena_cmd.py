@@ -182,5 +182,20 @@ def judge(args) -> int:
         acting_user(s, args, action="arena.manage")
         get_project(s, args.project)
     out = judge_arena(sessionmaker(), project=args.project, reward_checkpoint_id=args.reward)
-    _out(args, out)
+    if args.json:
+        print_json(out)
+        return 0
+    agreement = "n/a" if out["agreement"] is None else f"{out['agreement']:.1%}"
+    print(
+        f"judge: reward checkpoint {out['reward_checkpoint_id']} on {out['project']}: agrees "
+        f"with {agreement} of {out['n']} decided votes ({out['ties_skipped']} ties / both-bad "
+        f"left out), {out['judged_tasks']} tasks judged"
+    )
+    rows = [
+        {**r, "rating": round(r["rating"]), "ci": f"{r['ci_low']:.0f}..{r['ci_high']:.0f}"}
+        for r in out["leaderboard"]
+    ]
+    print_table(rows, ["rank", "model", "rating", "ci", "votes"])
+    for message in out["messages"]:
+        print(f"note: {message}")
     return 0

@@ -45,8 +45,17 @@ COMMANDS = [
 ]
 
 
+class Parser(argparse.ArgumentParser):
+    """Descriptions and epilogs keep the line breaks they were written with (command lists,
+    examples); every subcommand's parser is one of these (add_subparsers copies the class)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="rlhf",
         description="RLHF feedback platform: labels in SQL, snapshots, training, leaderboards.",
     )

@@ -53,7 +53,34 @@ def serve(args) -> int:
         return 1
     with transaction() as s:
         acting_user(s, args, action="serve")
+    port_free(args.host, args.port)
     command = streamlit_command(args.host, args.port, args.max_upload_mb)
     print(f"serving on http://{args.host}:{args.port}  (Ctrl+C stops)", flush=True)
     os.execv(command[0], command)
     return 0  # not reached
+
+
+def port_free(host: str, port: int) -> None:
+    """Say so now if the port is taken, instead of "serving on ..." and then Streamlit's
+    own failure (or a silent move to another port)."""
+    import errno
+    import socket
+
+    from labeling.errors import Conflict, InvalidInput
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise InvalidInput(f"cannot serve on host {host!r}: {exc.strerror}") from None
+    family, _, _, _, address = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise Conflict(
+                    f"port {port} on {host} is in use (another `rlhf serve`?): "
+                    "stop it or pass --port"
+                ) from None
+            raise InvalidInput(f"cannot serve on {host}:{port}: {exc.strerror}") from None

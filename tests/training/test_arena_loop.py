@@ -101,6 +101,14 @@ def test_train_generate_vote_rank(cli, admin, snaps, checkpoints, Session):  # n
     out = judged.json()
     assert out["n"] == votes and 0.0 <= out["agreement"] <= 1.0
     assert out["judged_tasks"] == entry["tasks_created"]
+    # without --json: a sentence and the judge's leaderboard as a table
+    table = cli("arena", "judge", "--project", "loop-arena", "--reward",
+                str(checkpoints["reward"]), user=eng)  # fmt: skip
+    assert table.code == 0, table.err
+    assert f"of {votes} decided votes" in table.out
+    header = next(line for line in table.out.splitlines() if line.startswith("RANK"))
+    assert header.split() == ["RANK", "MODEL", "RATING", "CI", "VOTES"]
+    assert new_name in table.out
 
 
 def test_checkpoints_add_registers_a_baseline(cli, snaps, tiny_models, Session):  # noqa: N803

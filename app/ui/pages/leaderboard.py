@@ -91,7 +91,7 @@ def render() -> None:
             for r in board.rows
         ]
     )
-    st.dataframe(table, hide_index=True, use_container_width=True)
+    st.dataframe(table, hide_index=True, width="stretch")
 
     ranked = [r for r in board.rows if r.ranked and r.rating is not None]
     if ranked:
@@ -109,7 +109,7 @@ def render() -> None:
         ) + base.mark_point(filled=True, size=60).encode(
             x="rating:Q", tooltip=["model", "rating", "low", "high"]
         )
-        st.altair_chart(chart, use_container_width=True)
+        st.altair_chart(chart, width="stretch")
 
     if len(board.models) >= 2:
         st.subheader("Win rate (row model against column model)")
@@ -122,13 +122,20 @@ def render() -> None:
             if other != "model" and rate is not None
         ]  # fmt: skip
         if cells:
-            heat = alt.Chart(pd.DataFrame(cells)).mark_rect().encode(
+            grid = alt.Chart(pd.DataFrame(cells)).encode(
                 x=alt.X("column:N", sort=board.models, title=None),
                 y=alt.Y("row:N", sort=board.models, title=None),
-                color=alt.Color("win rate:Q", scale=alt.Scale(domain=[0, 1], scheme="redblue")),
                 tooltip=["row", "column", "win rate", "battles"],
             )  # fmt: skip
-            st.altair_chart(heat, use_container_width=True)
+            heat = grid.mark_rect().encode(
+                color=alt.Color("win rate:Q", scale=alt.Scale(domain=[0, 1], scheme="redblue"))
+            ) + grid.mark_text(baseline="middle").encode(  # the numbers, not only the colour
+                text=alt.Text("win rate:Q", format=".0%"),
+                color=alt.condition(
+                    "abs(datum['win rate'] - 0.5) > 0.3", alt.value("white"), alt.value("black")
+                ),
+            )
+            st.altair_chart(heat, width="stretch")
 
     if view.votes_per_day:
         st.subheader("Votes over time")
