@@ -375,7 +375,7 @@ def test_leaderboard_page_for_every_role(Session, people):  # noqa: N803
         assert set(table["Model"]) == {"alpha", "beta"} and table["Votes"].tolist() == [4, 4]
     # the win-rate heatmap writes its numbers in the cells, not only a colour
     charts = [c.proto.spec for c in at.get("vega_lite_chart")]
-    heatmap = next(spec for spec in charts if "\"rect\"" in spec)
+    heatmap = next(spec for spec in charts if '"rect"' in spec)
     assert '"text"' in heatmap and '".0%"' in heatmap
     at.selectbox(key="lb-category").set_value("code")
     at = run(at)
