@@ -419,6 +419,39 @@ def remaining_for(session: Session, *, user_id: int, project_id: int, now: datet
     )
 
 
+@dataclass(frozen=True)
+class QueueState:
+    left: int  # items left for this user (remaining_for)
+    total: int  # the project's non-gold items
+    held_by_others: int  # items this user could still do, all of whose open labels are
+    # leased to others right now: they may come back when a lease lapses or is skipped
+
+
+def queue_state(
+    session: Session, *, user_id: int, project_id: int, now: datetime | None = None
+) -> QueueState:
+    """What "k of N left" and an empty queue's message say: left for me, the project's
+    items, and those only others hold right now ("being labeled by others")."""
+    now = now or utcnow()
+    live = and_(Task.lease_horizon.is_not(None), Task.lease_horizon > now)
+    mine = exists().where(Assignment.task_id == Task.id, Assignment.user_id == user_id)
+    base = (
+        select(func.count()).select_from(Task).where(Task.project_id == project_id, ~Task.is_gold)
+    )
+    held = session.scalar(
+        base.where(
+            Task.status == TaskStatus.open, ~mine, live,
+            Task.labels_count < Task.overlap,
+            Task.labels_count + Task.active_leases >= Task.overlap,
+        )
+    )  # fmt: skip
+    return QueueState(
+        left=remaining_for(session, user_id=user_id, project_id=project_id, now=now),
+        total=session.scalar(base),
+        held_by_others=held,
+    )
+
+
 def progress(
     session: Session, *, user_id: int, days: int = 14, now: datetime | None = None
 ) -> Progress:

@@ -174,13 +174,31 @@ def _bump_counter(project_id: int) -> None:
         st.session_state[state.DONE_TODAY] = (project_id, cached[1], cached[2] + 1)
 
 
-def counter(user_id: int, project_id: int) -> None:
-    st.caption(f":material/check_circle: {done_today(user_id, project_id)} done today")
+def queue_state(user_id: int, project_id: int) -> lv.QueueState:
+    with transaction() as s:
+        return lv.queue_state(s, user_id=user_id, project_id=project_id)
+
+
+def counter(user_id: int, project_id: int, queue: lv.QueueState | None = None) -> None:
+    queue = queue or queue_state(user_id, project_id)
+    st.caption(
+        f":material/check_circle: {done_today(user_id, project_id)} done today · "
+        f"{queue.left} of {queue.total} left"
+    )
 
 
 def empty_queue(user_id: int, project_id: int) -> None:
-    st.info("Nothing left to label in this project.", icon=":material/done_all:")
-    counter(user_id, project_id)
+    queue = queue_state(user_id, project_id)
+    if queue.held_by_others:
+        n = queue.held_by_others
+        st.info(
+            f"{n} item{'s are' if n != 1 else ' is'} being labeled by others right now; "
+            "check back soon (an item comes back when its lease lapses or it is skipped).",
+            icon=":material/hourglass_top:",
+        )
+    else:
+        st.info("Nothing left to label in this project.", icon=":material/done_all:")
+    counter(user_id, project_id, queue)
 
 
 # --- the autosaving answer editor ---------------------------------------------------------

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import func, select
 
 from labeling import labeler_views as lv
-from labeling import projects
+from labeling import projects, queue
 from labeling.accounts import users
 from labeling.errors import InvalidInput
 from labeling.models import (
@@ -234,3 +234,23 @@ def test_progress_counts_only_my_own_labels(Session):
         assert len(days) == 14 and days[-1] == 2 and days[-2] == 1
         theirs = lv.progress(s, user_id=other)
         assert (theirs.today, theirs.total) == (1, 1)
+
+
+def test_queue_state_counts_left_total_and_what_others_hold(Session):  # noqa: N803
+    with Session.begin() as s:
+        p, _ = _compare_project(s, n=3)
+        me, others = _user(s, "me"), [_user(s, "other1"), _user(s, "other2")]
+        pid = p.id
+    with Session.begin() as s:
+        assert lv.queue_state(s, user_id=me, project_id=pid) == lv.QueueState(3, 3, 0)
+        # two other labelers hold one item each (overlap 1): only one is left for me
+        for other in others:
+            queue.claim_next(s, project_id=pid, user_id=other)
+        assert lv.queue_state(s, user_id=me, project_id=pid) == lv.QueueState(1, 3, 2)
+    with Session.begin() as s:
+        mine = queue.claim_next(s, project_id=pid, user_id=me)
+        queue.submit_preference(s, task_id=mine.task_id, user_id=me, choice="a")
+        assert lv.queue_state(s, user_id=me, project_id=pid) == lv.QueueState(0, 3, 2)
+        # once the other's leases lapse, their items are mine to do again
+        later = utcnow() + timedelta(days=30)
+        assert lv.queue_state(s, user_id=me, project_id=pid, now=later) == lv.QueueState(2, 3, 0)

@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from app.ui import state
 from app.ui.render import inert_markdown
-from labeling import demo, projects
+from labeling import demo, projects, queue
 from labeling.accounts import web_sessions
 from labeling.db import make_engine, make_sessionmaker
 from labeling.models import (
@@ -144,6 +144,7 @@ def test_compare_skip_flag_and_empty_queue(db):
         flag = s.scalar(select(Flag))
         assert (flag.task_id, flag.reason, flag.note) == (second.task_id, "unsafe", "violent")
     assert any("Nothing left to label in this project." in i.value for i in at.info)
+    assert any("0 of 2 left" in c.value for c in at.caption)
     # the other project is still there to pick
     at.selectbox(key="project_id:compare").select_index(1).run()
     assert at.button(key="choice-a")
@@ -264,3 +265,25 @@ def test_labeler_pages_refuse_a_logged_out_session(db):
         at = page(name, None)
         assert [w.value for w in at.warning] == ["Please log in."]
         assert not at.button and not at.markdown
+
+
+def test_an_empty_queue_says_when_others_hold_the_rest(db):
+    me, others = user_id(db), [user_id(db, "labeler2"), user_id(db, "engineer")]
+    with db.begin() as s:
+        p = projects.create_project(s, name="aaa-held", kind="pairwise")
+        for i in range(3):
+            prompt = add_prompt(s, p, f"q{i}")
+            add_compare_task(
+                s, p, prompt, add_response(s, prompt, "x"), add_response(s, prompt, "y")
+            )
+        for other in others:  # two others are working on two of the three items
+            queue.claim_next(s, project_id=p.id, user_id=other)
+        pid = p.id
+    at = page("compare", me)
+    assert any("1 of 3 left" in c.value for c in at.caption)
+    assert at.selectbox(key="project_id:compare").value == pid
+    at.button(key="choice-a").click().run()
+    at.button(key="submit").click().run()
+    infos = [i.value for i in at.info]
+    assert any("2 items are being labeled by others right now" in v for v in infos), infos
+    assert not any("Nothing left" in v for v in infos)
