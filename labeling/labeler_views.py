@@ -147,6 +147,26 @@ def open_task(
     return next_task(session, user_id=user_id, project_id=project_id, now=now)
 
 
+def held_task(
+    session: Session, *, user_id: int, project_id: int, now: datetime | None = None
+) -> TaskView | None:
+    """The user's own live lease in the project, if any: a read that claims nothing (staff
+    opening a labeling page must not take items from labelers' queues until they act)."""
+    now = now or utcnow()
+    assignment = session.scalar(
+        select(Assignment)
+        .where(
+            Assignment.user_id == user_id,
+            Assignment.project_id == project_id,
+            Assignment.status == AssignmentStatus.active,
+            Assignment.expires_at > now,
+        )
+        .order_by(Assignment.id.desc())
+        .limit(1)
+    )
+    return None if assignment is None else _view(session, assignment)
+
+
 def next_task(
     session: Session, *, user_id: int, project_id: int, now: datetime | None = None
 ) -> TaskView | None:

@@ -19,4 +19,5 @@ DONE_TODAY = "done_today"  # (project id, UTC date, count) for the "N done today
 ADMIN_PROJECT_ID = "admin_project_id"  # the project picked on the admin and engineer pages
 SNAPSHOT_ID = "admin_snapshot_id"  # the snapshot shown in detail on the Snapshots page
 RUN_ID = "admin_run_id"  # the run whose details and metrics the Runs page shows
+STAFF_LABELING = "staff_labeling"  # project ids where an admin / engineer chose to label
 REFUSED_TEXT = "refused_text"  # a written answer a late submit could not count, shown once

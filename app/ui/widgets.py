@@ -19,7 +19,7 @@ from app.ui.actions import flash
 from app.ui.db import transaction
 from labeling import labeler_views as lv
 from labeling.errors import RLHFError
-from labeling.models import ProjectKind
+from labeling.models import ProjectKind, Role
 
 FLAG_REASONS = {
     "unsafe": "Unsafe",
@@ -65,8 +65,30 @@ def start_form(assignment_id: int | None) -> None:
     st.session_state.pop(state.SAVED_TEXT, None)
 
 
-def current_task(user_id: int, project_id: int) -> lv.TaskView | None:
-    """The leased task (a plain read on reruns), or the next claim."""
+def _start_labeling(project_id: int) -> None:
+    st.session_state[state.STAFF_LABELING] = {*st.session_state.get(state.STAFF_LABELING, ()),
+                                              project_id}  # fmt: skip
+
+
+def current_task(user, project_id: int) -> lv.TaskView | None:
+    """The leased task (a plain read on reruns), or the next claim. An admin or engineer
+    opening the page claims nothing until they press "Start labeling" (their own live lease
+    is shown as it is): looking must not take items from labelers' queues."""
+    user_id = user.id
+    role = Role(user.role)
+    if role != Role.labeler and project_id not in st.session_state.get(state.STAFF_LABELING, ()):
+        with transaction() as s:
+            view = lv.held_task(s, user_id=user_id, project_id=project_id)
+        if view is None:
+            st.info(
+                f"You are {'an' if role.value[0] in 'aeiou' else 'a'} {role.value}: "
+                "opening this page takes no items from the labelers' queues.",
+                icon=":material/visibility:",
+            )
+            st.button("Start labeling", key="start-labeling", type="primary",
+                      on_click=_start_labeling, args=(project_id,))  # fmt: skip
+            st.stop()
+        _start_labeling(project_id)  # already holding one: carry on as a labeler would
     try:
         with transaction() as s:
             view = lv.open_task(

@@ -42,7 +42,7 @@ def render() -> None:
         st.info("There are no ranking projects yet.")
         return
     show_flash()
-    view = widgets.current_task(user.id, project.id)
+    view = widgets.current_task(user, project.id)
     if view is None:
         widgets.empty_queue(user.id, project.id)
         return

@@ -113,7 +113,7 @@ def render() -> None:
     if refused:
         with st.expander("Your answer that was not counted (copy it if you need it)"):
             st.code(refused, language=None, wrap_lines=True)
-    view = widgets.current_task(user.id, project.id)
+    view = widgets.current_task(user, project.id)
     if view is None:
         widgets.empty_queue(user.id, project.id)
         new_problem_form(user.id, project.id)

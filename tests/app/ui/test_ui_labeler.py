@@ -287,3 +287,26 @@ def test_an_empty_queue_says_when_others_hold_the_rest(db):
     infos = [i.value for i in at.info]
     assert any("2 items are being labeled by others right now" in v for v in infos), infos
     assert not any("Nothing left" in v for v in infos)
+
+
+@pytest.mark.parametrize("role_user", ["admin", "engineer"])
+def test_staff_opening_compare_or_write_leases_nothing_until_they_act(db, role_user):
+    staff = user_id(db, role_user)
+    for name in ("compare", "write"):
+        at = page(name, staff)
+        assert held(db, staff) is None  # looking took nothing from the labelers
+        assert any(f"You are an {role_user}" in i.value for i in at.info)
+        assert [b.key for b in at.button] == ["start-labeling"]
+    at = page("compare", staff)
+    at.button(key="start-labeling").click().run()
+    lease = held(db, staff)
+    assert lease is not None  # acting claims, as for a labeler
+    assert at.button(key="choice-a")
+    # a fresh page (a reload) shows the item they hold, without asking again
+    again = page("compare", staff)
+    assert held(db, staff).id == lease.id and again.button(key="choice-a")
+    assert not any("You are an" in i.value for i in again.info)
+    # a labeler still claims on opening
+    labeler = user_id(db)
+    page("compare", labeler)
+    assert held(db, labeler) is not None
