@@ -43,12 +43,34 @@ def pick_project(page: str, kinds: tuple[ProjectKind, ...]) -> lv.ProjectInfo | 
         st.session_state[key] = ids[0]
     if len(choices) > 1:
         names = {p.id: p.name for p in choices}
-        st.selectbox("Project", ids, format_func=names.__getitem__, key=key)
+        st.selectbox(
+            "Project", ids, format_func=names.__getitem__, key=key, on_change=_project_changed
+        )
+        # After a pick the selectbox keeps the focus, so "a" then Enter would type into it
+        # instead of labeling: the component blurs it once per change.
+        _blur_selectbox(key="project-blur", data={"rev": st.session_state.get(_BLUR_REV, 0)})
     project = next(p for p in choices if p.id == st.session_state[key])
     with st.sidebar:
         with st.expander("Guidelines", expanded=True, icon=":material/menu_book:"):
             render.untrusted(project.guidelines or "No guidelines for this project.")
     return project
+
+
+_BLUR_REV = "project_blur_rev"
+_BLUR_JS = """
+export default function(component) {
+  const rev = String((component.data && component.data.rev) || 0);
+  if (rev === "0" || window.__rlhfProjectBlurRev === rev) return;
+  window.__rlhfProjectBlurRev = rev;
+  const el = document.activeElement;
+  if (el && el.closest && el.closest('[data-testid="stSelectbox"]')) el.blur();
+}
+"""
+_blur_selectbox = st.components.v2.component("rlhf_project_blur", html="<span></span>", js=_BLUR_JS)
+
+
+def _project_changed() -> None:
+    st.session_state[_BLUR_REV] = st.session_state.get(_BLUR_REV, 0) + 1
 
 
 # --- the task on screen -------------------------------------------------------------------

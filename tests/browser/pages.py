@@ -6,6 +6,8 @@ from tests.browser.conftest import main_area, no_exception, wait_idle
 
 ANSWER_A, ANSWER_B = ".st-key-answer-a", ".st-key-answer-b"
 EMPTY = "Nothing left to label in this project."
+# nothing left for me, but others hold leases on the rest (they may come back)
+HELD_BY_OTHERS = "being labeled by others right now"
 
 
 def choose_project(page, name: str) -> None:
@@ -30,14 +32,15 @@ def left_text(page) -> str | None:
 
 
 def wait_next_task(page, before: str | None) -> None:
-    """Until the left answer is no longer `before` (or the queue is empty), then idle."""
+    """Until the left answer is no longer `before` (or nothing is left for me), then idle."""
     page.wait_for_function(
-        """([sel, before, empty]) => {
-            if (document.body.innerText.includes(empty)) return true;
+        """([sel, before, empty, held]) => {
+            const text = document.body.innerText;
+            if (text.includes(empty) || text.includes(held)) return true;
             const el = document.querySelector(sel);
             return !!el && !el.closest('[data-stale="true"]') && el.innerText !== before;
         }""",
-        arg=[ANSWER_A, before, EMPTY],
+        arg=[ANSWER_A, before, EMPTY, HELD_BY_OTHERS],
         polling=50,
     )
     wait_idle(page)

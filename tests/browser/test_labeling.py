@@ -44,6 +44,7 @@ from tests.browser.pages import (
     ANSWER_A,
     ANSWER_B,
     EMPTY,
+    HELD_BY_OTHERS,
     choose_project,
     judge,
     left_text,
@@ -118,7 +119,9 @@ def open_write(page, name: str = WRITING) -> None:
 
 
 def is_empty(page) -> bool:
-    return main_area(page).get_by_text(EMPTY).count() > 0
+    """Nothing left for this labeler: done, or the rest is leased to the other one."""
+    main = main_area(page)
+    return main.get_by_text(EMPTY).count() + main.get_by_text(HELD_BY_OTHERS).count() > 0
 
 
 def editor_shows(page, value: str | None = None, *, not_value: str | None = None) -> str:
@@ -433,3 +436,30 @@ def test_hostile_text_in_writing_is_shown_as_text(serve, page):
     wait_idle(page)
     assert texts == [answer]
     assert_inert(page, server, "write page after submit")
+
+
+def test_after_picking_a_project_a_then_enter_labels(serve, page):
+    """The selectbox keeps the focus after a pick: "a" must choose, not type into it."""
+    other = "b-browser-pairs"
+
+    def seed(s):
+        pairwise_project(2)(s)
+        pairwise_project(2, name=other)(s)
+
+    server = serve(extra=seed)
+    login(page, server, *LABELER)
+    open_page(page, "Compare")
+    choose_project(page, other)  # no unfocus(): the labeler goes straight on with the keys
+    page.locator(ANSWER_A).first.wait_for()
+    before = left_text(page)
+    press(page, "a")
+    page.keyboard.press("Enter")
+    wait_next_task(page, before)
+    shot(page, "after-project-change")
+    rows = prefs(server, project=other)
+    assert len(rows) == 1 and rows[0].choice in (Choice.a, Choice.b)
+    assert prefs(server) == []  # nothing went to the first project
+    box = main_area(page).locator('[data-testid="stSelectbox"]').filter(has_text="Project")
+    picker = box.first.locator("input").first  # the picked name is in its accessible label
+    shown = f"{box.first.inner_text()} {picker.input_value()} {picker.get_attribute('aria-label')}"
+    assert other in shown and "a" != picker.input_value(), shown  # nothing typed into it
