@@ -7,6 +7,11 @@ from __future__ import annotations
 import enum
 
 
+def with_article(word: str) -> str:
+    """ "an admin", "an engineer", "a labeler": how messages name a role."""
+    return f"{'an' if word[:1].lower() in 'aeiou' else 'a'} {word}"
+
+
 class Role(enum.StrEnum):
     admin = "admin"
     engineer = "engineer"

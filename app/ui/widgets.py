@@ -19,6 +19,7 @@ from app.ui.actions import flash
 from app.ui.db import transaction
 from labeling import labeler_views as lv
 from labeling.errors import RLHFError
+from labeling.kinds import with_article
 from labeling.models import ProjectKind, Role
 
 FLAG_REASONS = {
@@ -103,7 +104,7 @@ def current_task(user, project_id: int) -> lv.TaskView | None:
             view = lv.held_task(s, user_id=user_id, project_id=project_id)
         if view is None:
             st.info(
-                f"You are {'an' if role.value[0] in 'aeiou' else 'a'} {role.value}: "
+                f"You are {with_article(role.value)}: "
                 "opening this page takes no items from the labelers' queues.",
                 icon=":material/visibility:",
             )

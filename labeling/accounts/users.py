@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from labeling.accounts import passwords, web_sessions
 from labeling.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from labeling.kinds import with_article
 from labeling.models import Role, User
 
 _hasher = PasswordHasher()
@@ -125,5 +126,7 @@ def require_role(session: Session, user_id_or_name: int | str, *roles: Role) -> 
         raise PermissionDenied("unknown or deactivated account")
     if roles and user.role not in roles:
         allowed = " or ".join(r.value for r in roles)
-        raise PermissionDenied(f"{user.name} is a {user.role.value}; this needs {allowed}")
+        raise PermissionDenied(
+            f"{user.name} is {with_article(user.role.value)}; this needs {allowed}"
+        )
     return user

@@ -16,6 +16,7 @@ from app.ui.db import transaction
 from app.ui.render import inline
 from labeling.accounts import users
 from labeling.errors import InvalidInput, PermissionDenied
+from labeling.kinds import with_article
 from labeling.models import Role
 
 ROLE_NAMES = [r.value for r in Role]
@@ -130,7 +131,7 @@ def _set_role(me: int, name: str, role_key: str) -> None:
         if user.id == me and role != Role.admin.value:
             raise PermissionDenied("you cannot demote yourself: ask another admin")
         users.set_role(s, name, role)
-        return f"{name} is now a {role}."
+        return f"{name} is now {with_article(str(role))}."
 
     act(me, "users.manage", action)
 
