@@ -17,7 +17,20 @@ CHOICES = [  # (screen choice, label, shortcut)
     ("both_bad", "Both bad", "x"),
 ]
 STRENGTH_KEYS = {1: "1", 2: "2", 3: "3"}
-ANSWER_HEIGHT = 420
+ANSWER_HEIGHT = 420  # the most an answer box takes before it scrolls
+MIN_ANSWER_HEIGHT = 90
+CHARS_PER_LINE = 60  # a half-width column at the default font, roughly
+LINE_PX = 26
+
+
+def answer_height(*texts: str) -> int:
+    """One height for both boxes (they line up), sized to the longer answer: a one-line answer
+    gets a small box, a long one scrolls inside ANSWER_HEIGHT."""
+    lines = max(
+        sum(max(1, -(-len(line) // CHARS_PER_LINE)) for line in text.splitlines() or [""])
+        for text in texts
+    )
+    return max(MIN_ANSWER_HEIGHT, min(ANSWER_HEIGHT, lines * LINE_PX + 40))
 
 
 def _choose(choice: str) -> None:
@@ -62,10 +75,11 @@ def render() -> None:
 
     show.chat(view.messages)
     columns = st.columns(2, gap="medium")
+    height = answer_height(view.left.text, view.right.text)
     for column, side, answer in ((columns[0], "a", view.left), (columns[1], "b", view.right)):
         with column:
             st.subheader(side.upper(), anchor=False)
-            with st.container(key=f"answer-{side}", height=ANSWER_HEIGHT, border=True):
+            with st.container(key=f"answer-{side}", height=height, border=True):
                 show.untrusted(answer.text)
 
     chosen = st.session_state.get(state.CHOICE)

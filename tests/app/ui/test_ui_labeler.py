@@ -310,3 +310,13 @@ def test_staff_opening_compare_or_write_leases_nothing_until_they_act(db, role_u
     labeler = user_id(db)
     page("compare", labeler)
     assert held(db, labeler) is not None
+
+
+def test_answer_boxes_are_sized_to_the_longer_answer():
+    from app.ui.pages.compare import ANSWER_HEIGHT, MIN_ANSWER_HEIGHT, answer_height
+
+    assert answer_height("Yes.", "No.") == MIN_ANSWER_HEIGHT
+    five = "\n".join(["a line"] * 5)
+    assert MIN_ANSWER_HEIGHT < answer_height("Yes.", five) == answer_height(five, "Yes.")
+    assert answer_height("x" * 100_000, "short") == ANSWER_HEIGHT  # scrolls inside the cap
+    assert answer_height("x" * 600, "") > answer_height("x" * 60, "")  # wrapped lines count
