@@ -14,7 +14,9 @@ Variants:
   trl           RewardTrainer with RewardConfig's defaults (lr 1e-4, 3 epochs, batch 8) on
                 all-MiniLM-L6-v2, the old way: every pair with a side over max_length is
                 dropped by the trainer. max_length is 512, not TRL's 1024: MiniLM has 512
-                positions, longer rows would crash it.
+                positions, longer rows would crash it. --trl-as-ours: the cpu-demo preset's
+                max_length, epochs, batch and learning rate instead (the old recipe), so only
+                the dropped pairs differ from ours-minilm.
   ours-minilm   the real recipe (reward/train.py) with --base minilm and the cpu-demo
                 `reward:` preset (+ the per-backbone flags below): every pair fitted to the
                 budget.
@@ -73,12 +75,16 @@ def load_average() -> str:
 
 def prepare(home: Path, limit: int | None) -> dict:
     """Scratch database, the HH sample imported (20% held out) and snapshotted."""
+    import shutil
+
     from labeling import importer, migrate, projects, snapshots
     from labeling.db import make_engine, make_sessionmaker
 
     db = home / "bench.db"
     for suffix in ("", "-wal", "-shm"):
         Path(f"{db}{suffix}").unlink(missing_ok=True)
+    for scratch in ("checkpoints", "runs", "bench-out"):  # a new database reuses run ids
+        shutil.rmtree(home / scratch, ignore_errors=True)
     source = HH
     if limit:
         source = home / "hh-quick.jsonl"
@@ -129,6 +135,12 @@ def run_trl(opts) -> dict:
         ["prompt", "chosen", "rejected", "margin"]
     )
     kwargs = {"max_length": 512}
+    if opts.trl_as_ours:  # the same budget, epochs, batch and rate as ours: only the drops differ
+        from training.spec import load_preset
+
+        preset = load_preset("cpu-demo", "reward")
+        keys = ("max_length", "num_train_epochs", "per_device_train_batch_size", "learning_rate")
+        kwargs = {k: preset[k] for k in keys if k in preset}
     if opts.quick:
         kwargs.update(max_steps=2, max_length=128, per_device_train_batch_size=4)
     config = RewardConfig(
@@ -180,6 +192,7 @@ def child_main(argv: list[str]) -> int:
     parser.add_argument("--snapshot-id", type=int)
     parser.add_argument("--bf16", type=int, default=0)
     parser.add_argument("--quick", type=int, default=0)
+    parser.add_argument("--trl-as-ours", type=int, default=0)
     opts = parser.parse_args(argv)
     started = time.monotonic()
     with open(os.devnull, "w") as devnull:  # the trainers' prints stay off our stdout
@@ -224,6 +237,12 @@ def main() -> int:
     parser.add_argument("--only", choices=VARIANTS, action="append", help="variants to run")
     parser.add_argument("--flags", default="", help="more recipe flags for ours-* variants")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per variant")
+    parser.add_argument(
+        "--trl-as-ours",
+        action="store_true",
+        help="trl with the cpu-demo preset's max_length, epochs, batch and learning rate "
+        "(the old recipe: only the dropped pairs differ from ours-minilm)",
+    )
     opts = parser.parse_args()
 
     home = Path(os.environ.get("RLHF_BENCH_HOME", "/tmp/rlhf-bench-reward"))
@@ -241,7 +260,8 @@ def main() -> int:
           f"cores: {os.cpu_count()}; load: {load_average()}", flush=True)  # fmt: skip
     common = ["--home", str(home), "--train", info["train"], "--heldout", info["heldout"],
               "--snapshot-id", str(info["snapshot_id"]), "--bf16", str(int(bf16)),
-              "--quick", str(int(opts.quick)), "--flags", opts.flags]  # fmt: skip
+              "--quick", str(int(opts.quick)), "--flags", opts.flags,
+              "--trl-as-ours", str(int(opts.trl_as_ours))]  # fmt: skip
     variants = [v for v in VARIANTS if not opts.only or v in opts.only]
     if "ours-smollm2" in variants:
         child(["prepare-models", *common], env, 600)  # the GGUF -> safetensors cache, once

@@ -1,10 +1,14 @@
 """Reward-model training on a preference snapshot, with TRL's RewardTrainer and RewardConfig.
 
-    rlhf train reward --snapshot 3 [--base default|checkpoint:ID|DIR|org/name]
+    rlhf train reward --snapshot 3 [--base default|minilm|policy:default|checkpoint:ID|DIR]
                       [--preset cpu-demo|gpu|FILE.yaml] [--json] [--max_steps 2 --learning_rate 1e-5]
     python -m reward.train --snapshot 3 ...        (the same; RLHF_USER names the engineer)
 
 Flags after the known ones are RewardConfig / trl.ModelConfig fields, as in TRL's own scripts.
+The default base is all-MiniLM-L6-v2, fully fine-tuned: measured by bench/reward.py on the
+HH harmless sample it beat SmolLM2-135M-as-classifier within the CPU budget (a SmolLM2 step
+costs 6-10 MiniLM steps of the same pairs). SmolLM2 on a GPU, or with time to spare:
+    rlhf train reward --snapshot 3 --base policy:default --use_peft true [--bf16 true --use_cpu true]
 Top to bottom:
  1. config: the preset's `reward:` section, then the flags -> RewardConfig + ModelConfig.
  2. the snapshot: a preference snapshot (prompt / chosen / rejected conversations and the

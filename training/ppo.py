@@ -57,7 +57,7 @@ PPO: a case study on TL;DR summarization", followed here:
    head initialised N(0, 1/sqrt(d+1)), bias 0 (the paper's reward-head init);
  - AdamW with eps 1e-5, gradient clipping (max_grad_norm); no entropy bonus.
 Not followed: learning-rate annealing (the rate is constant), the reward model's EOS trick
-for reward-model training (helper recipes' job, reward/train.py), a reward head bias chosen
+for reward-model training (reward/train.py's concern), a reward head bias chosen
 on SFT data, separate optimizers for policy and critic, and whitening advantages across
 processes (each process whitens its own rollout).
 

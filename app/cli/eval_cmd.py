@@ -87,8 +87,14 @@ def eval_reward(args) -> int:
         print_json(out)
     else:
         accuracy = "-" if out["accuracy"] is None else f"{out['accuracy']:.3f}"
+        interval = (
+            "" if out.get("ci_low") is None else f" [{out['ci_low']:.3f}, {out['ci_high']:.3f}]"
+        )
+        longer = out.get("longer_wins_accuracy")
+        baseline = "" if longer is None else f"; the longer answer wins {longer:.3f}"
         print(
-            f"accuracy {accuracy} on {out['n']} {out['split']} pairs of snapshot {out['snapshot_id']}"
+            f"accuracy {accuracy}{interval} on {out['n']} {out['split']} pairs of snapshot "
+            f"{out['snapshot_id']}{baseline}"
         )
     return 0
 

@@ -141,9 +141,6 @@ def tiny_models(tmp_path_factory):
     words = {w for q, _, g, b, _ in PAIRS for w in f"{q} {g} {b}".split()}
     policy = save_tiny_policy(root / "policy", word_tokenizer(sorted(words)))
     reward = save_tiny_bert(root / "bert", sorted(words | {"user", "assistant", ":"}))
-    # transformers 5 ignores BertTokenizerFast(vocab_file=...) (save_tiny_bert's): every word
-    # would read [UNK] and half the pairs would be the same tokens. vocab= reads the file.
-    transformers.BertTokenizerFast(vocab=str(reward / "vocab.txt")).save_pretrained(reward)
     return {"policy": str(policy), "reward": str(reward)}
 
 
@@ -310,7 +307,6 @@ def test_reward_trains_on_every_pair_over_a_small_budget(cli, snaps, tiny_models
 def test_reward_on_a_policy_trunk_with_lora(cli, snaps, tiny_models, Session):  # noqa: N803
     """--base policy:DIR: the tiny Llama as a sequence classifier, LoRA + the score head,
     merged into a plain classifier checkpoint."""
-    import transformers
 
     from training.models import load_reward_model
 

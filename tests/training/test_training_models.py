@@ -66,7 +66,9 @@ def save_tiny_bert(directory, words=WORDS):
     directory.mkdir(parents=True, exist_ok=True)
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *dict.fromkeys(w.lower() for w in words)]
     (directory / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    tokenizer = transformers.BertTokenizerFast(vocab_file=str(directory / "vocab.txt"))
+    tokenizer = transformers.BertTokenizerFast(
+        vocab=str(directory / "vocab.txt")
+    )  # 5.x: not vocab_file=
     torch.manual_seed(0)
     config = transformers.BertConfig(
         vocab_size=len(vocab),
