@@ -46,7 +46,7 @@ from typing import Any
 
 from labeling.errors import InvalidInput
 from training import cli
-from training.spec import DEFAULT_PRESET, MIN_TRAIN_ROWS, RunSpec
+from training.spec import MIN_TRAIN_ROWS, Call, RunSpec
 
 # Scores for score_mean / score_std when a snapshot has no held-out rows: this many train rows.
 STATS_ROWS = 256
@@ -61,41 +61,26 @@ BASE_HELP = (
 make_parser = cli.parser_maker("reward", "reward.train", __doc__, help=HELP, base_help=BASE_HELP)
 
 
-def run(
-    *,
-    snapshot_id: int,
-    created_by: int | None,
-    base: str | None = None,
-    preset: str = DEFAULT_PRESET,
-    flags: list[str] | tuple[str, ...] = (),
-    sessionmaker=None,
-    json_output: bool = False,
-    run_id: int | None = None,
-    resume: bool = False,
-) -> dict[str, Any]:
+def run(spec: RunSpec, call: Call) -> dict[str, Any]:
     """Train, evaluate, record, register. Returns {"run_id", "checkpoint_id", "metrics"}."""
     from labeling.registry import training_records
     from labeling.snapshots import read_split
     from training.prepare import prepare
 
-    spec = RunSpec.from_flags(
-        "reward", snapshot_id=snapshot_id, base=base, preset=preset, flags=flags
-    )
+    spec.require("reward")
     # config, then the snapshot (and its held-out rows) and the base, checked before any model loads
     inputs = prepare(
         spec,
         snapshot_kind="preference",
         model_kind="reward",
-        sessionmaker=sessionmaker,
+        sessionmaker=call.sessionmaker,
         read=lambda snapshot: read_split(snapshot, "heldout"),
     )
     config, model_config, record = inputs.config, inputs.model_config, inputs.record
     files, resolved = inputs.files, inputs.resolved
     heldout = inputs.extra
     # the run record: rank 0 writes it, every rank gets its id; a failure inside is recorded
-    with inputs.recorded_run(
-        recipe="reward/train.py", created_by=created_by, run_id=run_id, json_output=json_output
-    ) as run:
+    with inputs.recorded_run(call, recipe="reward/train.py") as run:
         # 4. model, every pair fitted to the budget, trainer
         from trl import RewardTrainer
 
@@ -119,7 +104,7 @@ def run(
             peft_config=reward_peft_config(model_config),
             train_dataset=truncation.as_dataset(pairs),
         )
-        output = run.train(trainer, resume)
+        output = run.train(trainer, call.resume)
         # 5. the model (LoRA merged), saved by every rank into the checkpoint's temporary
         # directory, then evaluated on the held-out split by rank 0 (read back if sharded);
         # without held-out rows, on train rows (score_mean / score_std for RL)
@@ -163,4 +148,4 @@ def reward_peft_config(model_config):
 
 
 if __name__ == "__main__":
-    sys.exit(cli.recipe_main(make_parser(), run, sys.argv[1:]))
+    sys.exit(cli.recipe_main("reward", make_parser(), run, sys.argv[1:]))

@@ -120,23 +120,22 @@ def recipe_parser(
     return parser
 
 
-def recipe_main(parser: argparse.ArgumentParser, run, argv: list[str] | None, *own: str) -> int:
+def recipe_main(
+    kind: str, parser: argparse.ArgumentParser, run, argv: list[str] | None, *own: str
+) -> int:
     """`python -m training.KIND ...`: parse, check the engineer, run, print (rank 0). `own`
-    names the recipe's own arguments passed on to run() (rl: reward, algo)."""
+    names the recipe's own arguments that go into its RunSpec (rl: reward, algo, ...)."""
     from labeling.errors import RLHFError
+    from training.spec import Call, RunSpec
 
     args, flags = parser.parse_known_args(argv)
     try:
         user = engineer_id(args.user)
-        result = run(
-            snapshot_id=args.snapshot,
-            created_by=user,
-            base=args.base,
-            preset=args.preset,
-            flags=flags,
-            json_output=args.json,
+        spec = RunSpec.from_flags(
+            kind, snapshot_id=args.snapshot, base=args.base, preset=args.preset, flags=flags,
             **{name: getattr(args, name) for name in own},
-        )
+        )  # fmt: skip
+        result = run(spec, Call(created_by=user, json_output=args.json))
     except RLHFError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -38,7 +38,7 @@ import sys
 from typing import Any
 
 from training import cli
-from training.spec import DEFAULT_PRESET, RunSpec
+from training.spec import Call, RunSpec
 
 COLUMNS = ["prompt", "chosen", "rejected"]
 
@@ -49,35 +49,22 @@ BASE_HELP = "policy to start from (default: SmolLM2-135M-Instruct)"
 make_parser = cli.parser_maker("dpo", "training.dpo", __doc__, help=HELP, base_help=BASE_HELP)
 
 
-def run(
-    *,
-    snapshot_id: int,
-    created_by: int | None,
-    base: str | None = None,
-    preset: str = DEFAULT_PRESET,
-    flags: list[str] | tuple[str, ...] = (),
-    sessionmaker=None,
-    json_output: bool = False,
-    run_id: int | None = None,
-    resume: bool = False,
-) -> dict[str, Any]:
+def run(spec: RunSpec, call: Call) -> dict[str, Any]:
     """Train, record, register. Returns {"run_id", "checkpoint_id", "metrics"}."""
     from labeling.registry import training_records
     from training import data
     from training.prepare import prepare
     from training.spec import peft_config
 
-    spec = RunSpec.from_flags("dpo", snapshot_id=snapshot_id, base=base, preset=preset, flags=flags)
+    spec.require("dpo")
     # config, then the snapshot and the base (a policy: a reward checkpoint is refused), checked before any model loads
     inputs = prepare(
-        spec, snapshot_kind="preference", model_kind="policy", sessionmaker=sessionmaker
+        spec, snapshot_kind="preference", model_kind="policy", sessionmaker=call.sessionmaker
     )
     config, model_config, record = inputs.config, inputs.model_config, inputs.record
     files, rows, resolved = inputs.files, inputs.rows, inputs.resolved
     # the run record: rank 0 writes it, every rank gets its id; a failure inside is recorded
-    with inputs.recorded_run(
-        recipe="training/dpo.py", created_by=created_by, run_id=run_id, json_output=json_output
-    ) as run:
+    with inputs.recorded_run(call, recipe="training/dpo.py") as run:
         # 4. model, reference and trainer
         import copy
 
@@ -98,7 +85,7 @@ def run(
             peft_config=peft_config(model_config),
             callbacks=[run.recorder],
         )
-        output = run.train(trainer, resume)
+        output = run.train(trainer, call.resume)
         # 5. the policy (LoRA merged) as a checkpoint: atomically, then registered
         directory = run.save_model(
             training_records.checkpoint_name("dpo", run.id, run.snapshot_sha),
@@ -113,4 +100,4 @@ def run(
 
 
 if __name__ == "__main__":
-    sys.exit(cli.recipe_main(make_parser(), run, sys.argv[1:]))
+    sys.exit(cli.recipe_main("dpo", make_parser(), run, sys.argv[1:]))

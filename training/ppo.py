@@ -703,14 +703,14 @@ def _lora_critic(critic, model_config):
     return get_peft_model(critic, lora)
 
 
-def run(spec, *, created_by, sessionmaker=None, json_output=False, run_id=None, resume=False):
+def run(spec, call):
     """`rlhf train rl --algo ppo`: train, record, register (training/rl.py calls this).
     Returns {"run_id", "checkpoint_id", "metrics"}."""
     from training import rl
     from training.spec import peft_config
 
     _join_launch()
-    inputs, rows, reward = rl.prepare_rl(spec, sessionmaker)
+    inputs, rows, reward = rl.prepare_rl(spec, call.sessionmaker)
     config, model_config, record = inputs.config, inputs.model_config, inputs.record
     resolved, launch = inputs.resolved, inputs.launch
     if config.critic == "reward" and reward.model is None:
@@ -721,7 +721,7 @@ def run(spec, *, created_by, sessionmaker=None, json_output=False, run_id=None, 
     if config.critic == "reward":  # the critic reads the policy's tokens: same tokenizer
         launch.share(lambda: _check_critic_tokenizer(reward.model_path, resolved.path))
     with inputs.recorded_run(
-        recipe="training/ppo.py", created_by=created_by, run_id=run_id, json_output=json_output,
+        call, recipe="training/ppo.py",
         config={**reward.record, "algo": "ppo", "trainer": "training.ppo", "critic": config.critic},
         reward_checkpoint_id=reward.checkpoint_id,
     ) as run_:  # fmt: skip
@@ -747,7 +747,7 @@ def run(spec, *, created_by, sessionmaker=None, json_output=False, run_id=None, 
             if model_config.use_peft:
                 value_model = _lora_critic(value_model, model_config)
         last = None
-        if resume:
+        if call.resume:
             last = launch.share(lambda: last_trainer_checkpoint(run_.dir))
         recorder = run_.recorder
 

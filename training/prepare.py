@@ -3,7 +3,7 @@ resolve the base model, then open the recorded run. One function, so the recipes
 only what differs (their trainer and their checkpoint).
 
     inputs = prepare(spec, snapshot_kind="sft", model_kind="policy", sessionmaker=None)
-    with inputs.recorded_run(recipe="training/sft.py", run_id=..., ...) as run:
+    with inputs.recorded_run(call, recipe="training/sft.py") as run:
         ...
 """
 
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from training import cli
-from training.spec import RunSpec
+from training.spec import Call, RunSpec
 
 
 @dataclass
@@ -33,9 +33,8 @@ class Inputs:
     timer: cli.Timer
 
     def recorded_run(
-        self, *, recipe: str, created_by: int | None, run_id: int | None,
-        json_output: bool, config: dict[str, Any] | None = None, **fields: Any,
-    ):  # fmt: skip
+        self, call: Call, *, recipe: str, config: dict[str, Any] | None = None, **fields: Any
+    ):
         """training.recorder.recorded_run with what every recipe records."""
         from training.recorder import recorded_run
 
@@ -44,8 +43,8 @@ class Inputs:
             self.sessionmaker,
             timer=self.timer,
             trainer_args=self.config,
-            run_id=run_id,
-            json_output=json_output,
+            run_id=call.run_id,
+            json_output=call.json_output,
             kind=self.spec.kind,
             snapshot_id=self.spec.snapshot_id,
             config={
@@ -55,7 +54,7 @@ class Inputs:
                 "preset": self.spec.preset,
                 "base": self.base,
             },  # fmt: skip
-            created_by=created_by,
+            created_by=call.created_by,
             base_checkpoint_id=self.resolved.checkpoint_id,
             **fields,
         )

@@ -60,7 +60,7 @@ from typing import Any
 
 from labeling.errors import InvalidInput
 from training import cli
-from training.spec import ALGOS, DEFAULT_ALGO, DEFAULT_PRESET, VERIFIABLE, RunSpec
+from training.spec import ALGOS, DEFAULT_ALGO, VERIFIABLE, Call, RunSpec
 
 __all__ = [
     "ALGOS", "DEFAULT_ALGO", "check_reward", "main", "make_parser", "prompt_rows", "prompts_of",
@@ -295,39 +295,19 @@ def _checkpoint_stats(inputs, checkpoint_id):
     return inputs.launch.share(stats)
 
 
-def run(
-    *,
-    snapshot_id: int,
-    created_by: int | None,
-    reward: str | int | None = None,
-    base: str | None = None,
-    algo: str | None = None,
-    preset: str = DEFAULT_PRESET,
-    flags: list[str] | tuple[str, ...] = (),
-    sessionmaker=None,
-    json_output: bool = False,
-    run_id: int | None = None,
-    resume: bool = False,
-    answer_pattern: str | None = None,
-    format_weight: float | None = None,
-) -> dict[str, Any]:
-    """Train, record, register. Returns {"run_id", "checkpoint_id", "metrics"}."""
+def run(spec: RunSpec, call: Call) -> dict[str, Any]:
+    """Train, record, register. Returns {"run_id", "checkpoint_id", "metrics"}. The spec
+    carries the algorithm and the reward (RunSpec.from_flags reads --algo / --reward, also
+    back from the flags of a stored config on --resume)."""
     from training.spec import peft_config
 
-    # --algo / --reward may also come back among the flags of a stored config (--resume)
-    spec = RunSpec.from_flags(
-        "rl", snapshot_id=snapshot_id, base=base, preset=preset, flags=flags, algo=algo,
-        reward=reward, answer_pattern=answer_pattern, format_weight=format_weight,
-    )  # fmt: skip
+    spec.require("rl")
     if spec.algo == "ppo":
         from training import ppo
 
-        return ppo.run(
-            spec, created_by=created_by, sessionmaker=sessionmaker, json_output=json_output,
-            run_id=run_id, resume=resume,
-        )  # fmt: skip
+        return ppo.run(spec, call)
     algo = spec.algo
-    inputs, prompts, reward_ = prepare_rl(spec, sessionmaker)
+    inputs, prompts, reward_ = prepare_rl(spec, call.sessionmaker)
     config, model_config, record = inputs.config, inputs.model_config, inputs.record
     resolved = inputs.resolved
     # the weights of the reward model and the verifier: GRPOConfig / RLOOConfig.reward_weights
@@ -343,7 +323,7 @@ def run(
     trainer_name = spec.config_class().__name__.replace("Config", "Trainer")
     # the run record: rank 0 writes it, every rank gets its id; a failure inside is recorded
     with inputs.recorded_run(
-        recipe="training/rl.py", created_by=created_by, run_id=run_id, json_output=json_output,
+        call, recipe="training/rl.py",
         config={**reward_.record, **extra, "algo": algo, "trainer": trainer_name},
         reward_checkpoint_id=reward_.checkpoint_id,
     ) as run:  # fmt: skip
@@ -370,7 +350,7 @@ def run(
             peft_config=peft_config(model_config),
             callbacks=[run.recorder],
         )
-        output = run.train(trainer, resume)
+        output = run.train(trainer, call.resume)
         # 5. the policy, LoRA merged: written atomically and registered (parent: the base)
         sha = run.snapshot_sha
         directory = run.save_model(
@@ -419,7 +399,7 @@ def make_parser(subparsers=None, **kwargs):
 
 def main(argv: list[str] | None = None) -> int:
     return cli.recipe_main(
-        make_parser(), run, argv, "reward", "algo", "answer_pattern", "format_weight"
+        "rl", make_parser(), run, argv, "reward", "algo", "answer_pattern", "format_weight"
     )
 
 

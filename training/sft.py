@@ -31,7 +31,7 @@ import sys
 from typing import Any
 
 from training import cli
-from training.spec import DEFAULT_PRESET, RunSpec
+from training.spec import Call, RunSpec
 
 HELP = "supervised fine-tuning on an sft snapshot (TRL SFTTrainer)"
 BASE_HELP = "policy to start from (default: SmolLM2-135M-Instruct)"
@@ -39,18 +39,7 @@ BASE_HELP = "policy to start from (default: SmolLM2-135M-Instruct)"
 make_parser = cli.parser_maker("sft", "training.sft", __doc__, help=HELP, base_help=BASE_HELP)
 
 
-def run(
-    *,
-    snapshot_id: int,
-    created_by: int | None,
-    base: str | None = None,
-    preset: str = DEFAULT_PRESET,
-    flags: list[str] | tuple[str, ...] = (),
-    sessionmaker=None,
-    json_output: bool = False,
-    run_id: int | None = None,
-    resume: bool = False,
-) -> dict[str, Any]:
+def run(spec: RunSpec, call: Call) -> dict[str, Any]:
     """Train, record, register. Returns {"run_id", "checkpoint_id", "metrics"}."""
     from labeling.registry import training_records
     from labeling.snapshots import snapshot_files
@@ -58,18 +47,16 @@ def run(
     from training.prepare import prepare
     from training.spec import peft_config
 
-    spec = RunSpec.from_flags("sft", snapshot_id=snapshot_id, base=base, preset=preset, flags=flags)
+    spec.require("sft")
     # config, then the snapshot and the base (a policy), checked before any model loads
     inputs = prepare(
-        spec, snapshot_kind="sft", model_kind="policy", sessionmaker=sessionmaker,
+        spec, snapshot_kind="sft", model_kind="policy", sessionmaker=call.sessionmaker,
         read=lambda snapshot: data.sft_rows(snapshot, snapshot_files(snapshot)),
     )  # fmt: skip
     config, model_config, record = inputs.config, inputs.model_config, inputs.record
     files, counts, resolved = inputs.files, inputs.extra, inputs.resolved
     # the run record: rank 0 writes it, every rank gets its id; a failure inside is recorded
-    with inputs.recorded_run(
-        recipe="training/sft.py", created_by=created_by, run_id=run_id, json_output=json_output
-    ) as run:
+    with inputs.recorded_run(call, recipe="training/sft.py") as run:
         # 4. model and trainer
         from trl import SFTTrainer
 
@@ -86,7 +73,7 @@ def run(
             peft_config=peft_config(model_config),
             callbacks=[run.recorder],
         )
-        output = run.train(trainer, resume)
+        output = run.train(trainer, call.resume)
         # 5. LoRA merged, written atomically, registered as a policy with its lineage
         name = training_records.checkpoint_name("sft", run.id, run.snapshot_sha)
         directory = run.save_model(
@@ -100,4 +87,4 @@ def run(
 
 
 if __name__ == "__main__":
-    sys.exit(cli.recipe_main(make_parser(), run, sys.argv[1:]))
+    sys.exit(cli.recipe_main("sft", make_parser(), run, sys.argv[1:]))

@@ -264,6 +264,18 @@ def _checkpoint_id(spec: str | None) -> int | None:
 # --- the spec ----------------------------------------------------------------------------
 
 
+@dataclasses.dataclass(frozen=True)
+class Call:
+    """Who runs a recipe and how, beside the RunSpec of what it trains: every recipe's
+    `run(spec, call)` takes the two (the CLI, `python -m training.X`, the worker)."""
+
+    created_by: int | None  # the engineer (users.id) the run is recorded for
+    sessionmaker: Any = None  # None: the default database (RLHF_DATABASE_URL)
+    json_output: bool = False  # the trainer's output goes to stderr; stdout is the JSON
+    run_id: int | None = None  # a run claimed by a worker, or reopened for --resume
+    resume: bool = False  # continue from the run's last trainer checkpoint
+
+
 @dataclasses.dataclass
 class RunSpec:
     """One training run as the platform sees it; see the module docstring."""
@@ -451,20 +463,10 @@ class RunSpec:
         """(base checkpoint id, reward checkpoint id) where base / reward name checkpoints."""
         return _checkpoint_id(self.base), _checkpoint_id(self.reward_model())
 
-    def recipe_kwargs(self) -> dict[str, Any]:
-        """The arguments of the recipe's run() that describe the run."""
-        kwargs: dict[str, Any] = {
-            "snapshot_id": self.snapshot_id,
-            "base": self.base,
-            "preset": self.preset,
-            "flags": self.to_flags(),
-        }
-        if self.kind == "rl":
-            kwargs.update(algo=self.algo, reward=self.reward)
-            for name in ("answer_pattern", "format_weight"):  # the verifier's, where set
-                if getattr(self, name) is not None:
-                    kwargs[name] = getattr(self, name)
-        return kwargs
+    def require(self, kind: str) -> None:
+        """A recipe's check that it was handed a spec of its own kind."""
+        if self.kind != kind:
+            raise InvalidInput(f"a {self.kind} run cannot run through the {kind} recipe")
 
     def config_class(self):
         """TRL's config class for this run (imports trl: call it only to validate or train);

@@ -24,7 +24,6 @@ Top to bottom:
 from __future__ import annotations
 
 import importlib
-import inspect
 import json
 import signal
 import socket
@@ -35,7 +34,7 @@ from typing import Any
 from labeling.errors import RLHFError
 from labeling.models import RunStatus, TrainingRun
 from labeling.registry import run_queue, runs, training_records
-from training.spec import RunSpec
+from training.spec import Call, RunSpec
 
 RECIPES = {
     "sft": "training.sft",
@@ -59,10 +58,7 @@ def recipe_for(kind: str):
                 f"run workers for {kind} runs where it is, or use --kinds to skip them"
             ) from exc
         raise
-    run = getattr(module, "run", None)
-    if run is None or "run_id" not in inspect.signature(run).parameters:
-        raise RLHFError(f"{module_name}.run() cannot run a claimed run (it takes no run_id=)")
-    return run
+    return module.run
 
 
 def run_claimed(
@@ -76,18 +72,9 @@ def run_claimed(
     try:
         recipe = recipe_for(kind)
         spec = RunSpec.from_run(run, extra_flags)  # the run's config, as the CLI would pass it
-        kwargs: dict[str, Any] = {
-            **spec.recipe_kwargs(),
-            "created_by": run.created_by,
-            "sessionmaker": sessionmaker,
-            "run_id": run.id,
-            "json_output": json_output,
-        }
-        if "resume" in inspect.signature(recipe).parameters:
-            kwargs["resume"] = resume
-        elif resume:
-            raise RLHFError(f"the {kind} recipe cannot resume a run yet")
-        return recipe(**kwargs)
+        call = Call(created_by=run.created_by, sessionmaker=sessionmaker, json_output=json_output,
+                    run_id=run.id, resume=resume)  # fmt: skip
+        return recipe(spec, call)
     except BaseException as exc:
         _fail_if_running(sessionmaker, run.id, exc)
         raise

@@ -80,16 +80,13 @@ def train(args) -> int:
             "reward": args.reward, "algo": args.algo, "answer_pattern": args.answer_pattern,
             "format_weight": args.format_weight,
         }  # fmt: skip
-    result = run(
-        snapshot_id=args.snapshot,
-        created_by=user_id,
-        base=args.base,
-        preset=args.preset,
-        flags=args.flags,
-        sessionmaker=sessionmaker(),
-        json_output=args.json,
-        **extra,
-    )
+    from training.spec import Call, RunSpec
+
+    spec = RunSpec.from_flags(
+        args.train_command, snapshot_id=args.snapshot, base=args.base, preset=args.preset,
+        flags=args.flags, **extra,
+    )  # fmt: skip
+    result = run(spec, Call(created_by=user_id, sessionmaker=sessionmaker(), json_output=args.json))
     if not _main_process():
         return 0  # rank 0 reports (and enters arenas) for the whole launch
     if args.train_command != "reward":

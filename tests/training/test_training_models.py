@@ -271,12 +271,15 @@ def test_run_spec_is_the_one_converter_between_flags_stored_config_and_the_form(
         kind="rl", config=config, snapshot_id=3, base_checkpoint_id=7, reward_checkpoint_id=4
     )
     again = RunSpec.from_run(stored, ["--max_steps", "5"])
-    assert again.recipe_kwargs() == {
-        "snapshot_id": 3, "base": "checkpoint:7", "preset": "gpu", "algo": "rloo",
-        "reward": "checkpoint:4",
-        "flags": ["--max_steps", "5", "--bf16", "true", "--lora_target_modules", "q_proj",
-                  "v_proj"],
-    }  # fmt: skip
+    assert (again.snapshot_id, again.base, again.preset, again.algo, again.reward) == (
+        3, "checkpoint:7", "gpu", "rloo", "checkpoint:4",
+    )  # fmt: skip
+    assert again.to_flags() == ["--max_steps", "5", "--bf16", "true", "--lora_target_modules",
+                                "q_proj", "v_proj"]  # fmt: skip
+    assert RunSpec.from_flags("rl", **{k: getattr(again, k) for k in ("snapshot_id", "base",
+        "preset", "algo", "reward")}, flags=again.to_flags()) == again  # fmt: skip
+    with pytest.raises(InvalidInput, match="cannot run through the sft recipe"):
+        again.require("sft")
     form = RunSpec.from_form(
         "dpo", "cpu-demo", learning_rate=1e-5, max_steps=None, batch_size=2, extra='{"beta": 0.2}'
     )
