@@ -129,6 +129,7 @@ def recorded_run(
     run = RecordedRun(launch, sessionmaker, run_id, sha)
     run.timer = timer
     trainer_args.output_dir = str(run.dir)  # the trainer's resume points live in the run
+    beat = Heartbeat(sessionmaker, run_id) if launch.is_main else None
     try:
         with stdout_to_stderr(json_output):
             run.make_recorder()
@@ -140,7 +141,39 @@ def recorded_run(
             raise
         raise error from exc
     finally:
+        if beat is not None:
+            beat.stop()
         release_stop()
+
+
+class Heartbeat:
+    """Rank 0 beats the run's heartbeat every HEARTBEAT_SECONDS from a thread, whatever the
+    trainer is doing (a PPO step or a generation can take minutes between logging steps), so
+    the runs page tells a dead process from a slow one within a few beats (runs.STALE_BEATS)."""
+
+    def __init__(self, sessionmaker, run_id: int):
+        import threading
+
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._loop, args=(sessionmaker, run_id), name=f"heartbeat-run{run_id}",
+            daemon=True,
+        )  # fmt: skip
+        self._thread.start()
+
+    def _loop(self, sessionmaker, run_id: int) -> None:
+        from labeling.registry import run_queue
+
+        while not self._stop.wait(run_queue.HEARTBEAT_SECONDS):
+            try:
+                with sessionmaker.begin() as s:
+                    run_queue.heartbeat(s, run_id)
+            except Exception:  # a busy or unreachable database: the next beat tries again
+                pass
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
 
 
 def run_dir(run_id: int) -> Path:

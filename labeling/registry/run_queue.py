@@ -36,6 +36,8 @@ from labeling.models import RunKind, RunStatus, TrainingRun, utcnow
 
 #: A running run whose heartbeat is older than this is presumed dead (for --resume).
 STALE_AFTER_SECONDS = 600
+HEARTBEAT_SECONDS = 30  # a running recipe beats this often (training/recorder.py Heartbeat)
+STALE_BEATS = 4  # missed beats after which the runs page calls a running run stale
 
 
 def _kinds(kinds: Iterable[str | RunKind] | None) -> list[RunKind] | None:

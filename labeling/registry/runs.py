@@ -21,6 +21,7 @@ its worker stops at the next step it checks.
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -179,8 +180,15 @@ def list_runs(
     return list(session.scalars(query))
 
 
-def describe_runs(session: Session, runs: list[TrainingRun]) -> list[dict[str, Any]]:
-    """Plain rows for tables: the run's columns plus its project and creator names."""
+def describe_runs(
+    session: Session, runs: list[TrainingRun], *, now: datetime | None = None
+) -> list[dict[str, Any]]:
+    """Plain rows for tables: the run's columns plus its project and creator names, and for
+    running runs the heartbeat's age: `stale` once STALE_BEATS beats were missed (the process
+    most likely died; the worker's reaper marks it failed after STALE_AFTER_SECONDS)."""
+    from labeling.registry.run_queue import HEARTBEAT_SECONDS, STALE_BEATS
+
+    now = now or utcnow()
     snapshot_ids = {r.snapshot_id for r in runs if r.snapshot_id is not None}
     user_ids = {r.created_by for r in runs if r.created_by is not None}
     projects = dict(
@@ -214,9 +222,19 @@ def describe_runs(session: Session, runs: list[TrainingRun]) -> list[dict[str, A
             "host": r.host,
             "error": r.error,
             "config": dict(r.config or {}),
+            "heartbeat_age_s": (age := _age(r, now)),
+            "stale": age is not None and age > STALE_BEATS * HEARTBEAT_SECONDS,
         }
         for r in runs
     ]
+
+
+def _age(run: TrainingRun, now: datetime) -> float | None:
+    """Seconds since a RUNNING run's heartbeat (None for runs in any other state)."""
+    if RunStatus(run.status) != RunStatus.running or run.heartbeat_at is None:
+        return None
+    beat = run.heartbeat_at if run.heartbeat_at.tzinfo else run.heartbeat_at.replace(tzinfo=UTC)
+    return max(0.0, (now - beat).total_seconds())
 
 
 def cancel_run(session: Session, run_id: int) -> TrainingRun:

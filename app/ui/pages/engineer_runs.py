@@ -33,11 +33,7 @@ def render() -> None:
         st.info("No training runs yet: queue one on Launch training.")
     else:
         table = pd.DataFrame(rows)
-        table["status"] = [
-            f"{r['status']} (cancel requested)" if r["cancel_requested"] and r["status"] in LIVE
-            else r["status"]
-            for r in rows
-        ]  # fmt: skip
+        table["status"] = [status_text(r) for r in rows]
         st.dataframe(table, hide_index=True, column_order=RUN_COLUMNS)
         run_details(user.id, rows)
 
@@ -109,6 +105,26 @@ def evaluation_details(checkpoints: list[dict]) -> None:
     st.json(evaluation, expanded=False)
 
 
+def status_text(run: dict) -> str:
+    if run["stale"]:
+        return (
+            f"running? no heartbeat for {run['heartbeat_age_s'] / 60:.0f} min: the process "
+            "has most likely died (rlhf train ... --resume RUN_ID, or the worker's reaper)"
+        )
+    if run["cancel_requested"] and run["status"] in LIVE:
+        return f"{run['status']} (cancel requested)"
+    return run["status"]
+
+
+def default_metrics(kind: str, numeric: list[str]) -> list[str]:
+    """What the chart shows first: reward and KL for online RL, the losses otherwise."""
+    if kind == "rl":
+        wanted = [c for c in numeric if c in ("reward", "kl") or c.startswith(("reward", "kl"))]
+        if wanted:
+            return wanted[:4]
+    return [c for c in numeric if "loss" in c] or numeric[:1]
+
+
 def run_details(user_id: int, rows: list[dict]) -> None:
     by_id = {r["id"]: r for r in rows}
     if st.session_state.get(state.RUN_ID) not in by_id:
@@ -140,7 +156,7 @@ def run_details(user_id: int, rows: list[dict]) -> None:
         frame = pd.DataFrame(metrics).set_index("step")
         numeric = [c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c])]
         shown = st.multiselect(
-            "Metrics", numeric, default=[c for c in numeric if "loss" in c] or numeric[:1],
+            "Metrics", numeric, default=default_metrics(run["kind"], numeric),
             key=f"run-{run_id}-metrics",
         )  # fmt: skip
         if shown:
