@@ -30,30 +30,38 @@ from training.checkpoint import last_trainer_checkpoint
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-def test_killed_run_resumes_from_its_last_checkpoint(cli, snaps, tiny_models, Session):  # noqa: F811, N803
+def start_sft(snaps, tiny_models, *flags: str) -> subprocess.Popen:  # noqa: F811
+    """A long SFT run of the tiny policy in its own process, saving resume points."""
     command = [
         sys.executable, "-m", "app.cli.main", "train", "sft",
         "--snapshot", str(snaps["sft"]), "--base", tiny_models["policy"],
         "--max_steps", "100000", "--per_device_train_batch_size", "2",
-        "--save_strategy", "steps", "--save_steps", "3", "--save_total_limit", "2",
-        "--learning_rate", "1e-3",
+        "--save_strategy", "steps", *flags,
     ]  # fmt: skip
     env = {**os.environ, "RLHF_USER": "eng", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(
+    return subprocess.Popen(
         command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
+
+
+def wait_for_resume_point(proc: subprocess.Popen, *, at_least: int) -> Path:
+    """The run's directory once it holds a complete resume point of step >= at_least."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        runs = sorted((load_settings().home / "runs").glob("run-*"))
+        if runs and (last := last_trainer_checkpoint(runs[0])):
+            if int(last.rsplit("-", 1)[1]) >= at_least:
+                return runs[0]
+        time.sleep(0.05)
+    raise AssertionError(proc.stderr.read().decode()[-3000:] if proc.poll() is not None else "")
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_killed_run_resumes_from_its_last_checkpoint(cli, snaps, tiny_models, Session):  # noqa: F811, N803
+    proc = start_sft(snaps, tiny_models, "--save_steps", "3", "--save_total_limit", "2",
+                     "--learning_rate", "1e-3")  # fmt: skip
     try:
-        deadline = time.monotonic() + 120
-        run_dir = None
-        while time.monotonic() < deadline and proc.poll() is None:
-            runs = sorted((load_settings().home / "runs").glob("run-*"))
-            if runs and (last := last_trainer_checkpoint(runs[0])):
-                if int(last.rsplit("-", 1)[1]) >= 6:
-                    run_dir = runs[0]
-                    break
-            time.sleep(0.05)
-        assert run_dir is not None, proc.stderr.read().decode()[-3000:] if proc.poll() else ""
+        run_dir = wait_for_resume_point(proc, at_least=6)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
@@ -107,26 +115,9 @@ def test_killed_run_resumes_from_its_last_checkpoint(cli, snaps, tiny_models, Se
 def test_sigterm_records_the_run_failed_and_resumable(cli, snaps, tiny_models, Session):  # noqa: F811, N803
     """A kill / shutdown / preemption (SIGTERM) of a single-process run: the run is recorded
     failed with a note at once (not left RUNNING until the reaper), and `--resume` takes it."""
-    command = [
-        sys.executable, "-m", "app.cli.main", "train", "sft",
-        "--snapshot", str(snaps["sft"]), "--base", tiny_models["policy"],
-        "--max_steps", "100000", "--per_device_train_batch_size", "2",
-        "--save_strategy", "steps", "--save_steps", "2", "--save_total_limit", "1",
-    ]  # fmt: skip
-    env = {**os.environ, "RLHF_USER": "eng", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
+    proc = start_sft(snaps, tiny_models, "--save_steps", "2", "--save_total_limit", "1")
     try:
-        deadline = time.monotonic() + 120
-        run_dir = None
-        while time.monotonic() < deadline and proc.poll() is None:
-            runs = sorted((load_settings().home / "runs").glob("run-*"))
-            if runs and last_trainer_checkpoint(runs[0]):
-                run_dir = runs[0]
-                break
-            time.sleep(0.05)
-        assert run_dir is not None, proc.stderr.read().decode()[-3000:] if proc.poll() else ""
+        run_dir = wait_for_resume_point(proc, at_least=1)
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=60)
         err = proc.stderr.read().decode()
