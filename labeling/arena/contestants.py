@@ -38,7 +38,8 @@ def copy_prompts(
     limit: int | None = None,
 ) -> dict[str, int]:
     """Copy a project's prompts (by default its held-out split: prompts no checkpoint trained
-    on) into the arena, keeping category and tags. Already-copied prompts are skipped."""
+    on) into the arena, keeping category, tags and the gold final answer (a verifier can
+    judge the arena's answers). Already-copied prompts are skipped."""
     _check_arena(arena)
     if arena.id == source.id:
         raise InvalidInput("copy prompts from another project, not the arena itself")
@@ -56,6 +57,10 @@ def copy_prompts(
         )  # fmt: skip
         # Arena prompts are all for evaluation: nothing trains on an arena project.
         copied.split = Split.heldout
+        if copied.answer is None and prompt.answer is not None:
+            copied.answer = prompt.answer
+        if copied.tags is None and prompt.tags is not None:
+            copied.tags = list(prompt.tags)
         seen += 1
     session.flush()
     after = session.scalar(select(func.count()).where(Prompt.project_id == arena.id))

@@ -255,7 +255,7 @@ def test_copy_prompts_and_settings_are_checked(Session):
     with Session.begin() as s:
         source = projects.create_project(s, name="src", kind="sft", heldout_fraction=0.5)
         for i in range(40):
-            add_prompt(s, source, f"prompt {i}", category="c")
+            add_prompt(s, source, f"prompt {i}", category="c").answer = str(i)
         held = s.scalar(select(func.count()).where(
             Prompt.project_id == source.id, Prompt.split == Split.heldout))  # fmt: skip
         project = projects.create_project(s, name="arena", kind="arena")
@@ -267,6 +267,8 @@ def test_copy_prompts_and_settings_are_checked(Session):
         assert {p.split for p in copied} == {Split.heldout} and {p.category for p in copied} == {
             "c"
         }
+        # the gold answers come along, so a verifier can judge the arena's answers
+        assert all(p.answer == p.messages[-1]["content"].split()[-1] for p in copied)
         with pytest.raises(InvalidInput, match="not an arena"):
             arena.copy_prompts(s, source, project)
         with pytest.raises(InvalidInput, match="unknown arena settings"):
