@@ -9,7 +9,15 @@ that cannot resume."""
 
 from __future__ import annotations
 
-from app.cli.common import acting_user, id_arg, print_json, print_table, sessionmaker, transaction
+from app.cli.common import (
+    acting_user,
+    human_size,
+    id_arg,
+    print_json,
+    print_table,
+    sessionmaker,
+    transaction,
+)
 from labeling.kinds import CheckpointKind
 
 
@@ -138,14 +146,14 @@ def delete(args) -> int:
         acting_user(s, args, action="checkpoints")
         directory = checkpoint_care.delete_checkpoint(s, args.id)
     # the row is gone (committed); now its files: a crash here leaves a folder gc removes
-    freed = checkpoint_care.remove_dirs([directory] if directory else [])
+    freed = sum(checkpoint_care.remove_dirs([directory] if directory else []).values())
     out = {"checkpoint_id": args.id, "removed": str(directory) if directory else None,
            "freed_bytes": freed}  # fmt: skip
     if args.json:
         print_json(out)
     else:
         where = (
-            f", removed {directory} ({_mb(freed)})"
+            f", removed {directory} ({human_size(freed)})"
             if directory
             else " (its files are not under $RLHF_HOME/checkpoints: left alone)"
         )
@@ -159,8 +167,11 @@ def collect_garbage(args) -> int:
     with transaction() as s:
         acting_user(s, args, action="checkpoints")
         garbage = checkpoint_care.find_garbage(s)
-    sizes = {p: checkpoint_care.size_of(p) for p in garbage.paths}
-    freed = 0 if args.dry_run else checkpoint_care.remove_dirs(garbage.paths)
+    if args.dry_run:
+        sizes = {p: checkpoint_care.size_of(p) for p in garbage.paths}
+    else:  # each folder is walked once: its size is taken as it is removed
+        sizes = checkpoint_care.remove_dirs(garbage.paths)
+    freed = 0 if args.dry_run else sum(sizes.values())
     out = {
         "dry_run": args.dry_run,
         "orphan_dirs": [str(p) for p in garbage.orphan_dirs],
@@ -173,10 +184,6 @@ def collect_garbage(args) -> int:
     else:
         verb = "would remove" if args.dry_run else "removed"
         for path in garbage.paths:
-            print(f"{verb} {path} ({_mb(sizes[path])})")
-        print(f"{verb} {len(garbage.paths)} folders, {_mb(sum(sizes.values()))}")
+            print(f"{verb} {path} ({human_size(sizes.get(path, 0))})")
+        print(f"{verb} {len(garbage.paths)} folders, {human_size(sum(sizes.values()))}")
     return 0
-
-
-def _mb(n: int) -> str:
-    return f"{n / 1e6:.1f} MB"

@@ -153,3 +153,12 @@ def _cell(value: Any) -> str:
     if isinstance(value, Enum):
         return str(value.value)
     return str(value)
+
+
+def human_size(n: float) -> str:
+    """1,234 bytes, 12.3 MB, ...: sizes as people read them."""
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:,} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n} GB"

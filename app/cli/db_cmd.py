@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from app.cli.common import acting_user, print_json
+from app.cli.common import acting_user, human_size, print_json
 from labeling.errors import InvalidInput
 
 
@@ -129,14 +129,6 @@ def check(args) -> int:
     return 0 if ok else 1
 
 
-def _size(n: int) -> str:
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:,} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n} GB"
-
-
 def backup(args) -> int:
     from labeling import backup as backups
 
@@ -148,7 +140,7 @@ def backup(args) -> int:
     else:
         print(
             f"backed up the {result.database} database (schema {result.revision or 'base'}, "
-            f"{_size(result.bytes)}) to {result.path} in {result.seconds:.1f} s"
+            f"{human_size(result.bytes)}) to {result.path} in {result.seconds:.1f} s"
         )
     return 0
 

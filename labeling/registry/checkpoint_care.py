@@ -152,12 +152,12 @@ def size_of(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
 
 
-def remove_dirs(paths: list[Path]) -> int:
+def remove_dirs(paths: list[Path]) -> dict[Path, int]:
     """Remove the directories (after the transaction that let go of them committed);
-    returns the bytes freed."""
-    freed = 0
+    returns the bytes each one freed."""
+    freed = {}
     for path in paths:
         if path.is_dir():
-            freed += size_of(path)
+            freed[path] = size_of(path)
             shutil.rmtree(path)
     return freed

@@ -135,7 +135,8 @@ def test_gc_removes_only_what_nothing_needs(cli, admin, Session):  # noqa: N803
     assert dry.json()["freed_bytes"] == 0 and orphan.is_dir() and done_points.is_dir()
 
     real = cli("checkpoints", "gc", user=admin)
-    assert real.code == 0, real.err and "removed 2 folders" in real.out
+    assert real.code == 0, real.err
+    assert "removed 2 folders, 8.1 KB" in real.out, real.out  # 5000 + 3000 bytes + markers
     assert not orphan.exists() and not done_points.exists()
     assert kept_dir.is_dir() and failed_points.is_dir()
     with Session() as s:
