@@ -25,7 +25,7 @@ Top to bottom:
     the new score head trains in full (peft's modules_to_save). RewardTrainer trains with the
     margin inside the loss: -log sigmoid(r_chosen - r_rejected - margin). Every logging step
     becomes a RunMetric row; NaN/inf in the loss or grad norm fails the run, no checkpoint.
- 5. the model (LoRA merged) is saved into the checkpoint's temporary directory and evaluated
+ 5. the model (LoRA: the adapter and the score head, on the base) is saved into the checkpoint's temporary directory and evaluated
     on the snapshot's held-out split (reward/evaluate.py: accuracy with its 95% interval,
     ties, by strength, calibration, "longer wins", score mean / std - the train split when
     there is no held-out one): all of it goes into the checkpoint's `evaluation`, the
@@ -105,7 +105,7 @@ def run(spec: RunSpec, call: Call) -> dict[str, Any]:
             train_dataset=truncation.as_dataset(pairs),
         )
         output = run.train(trainer, call.resume)
-        # 5. the model (LoRA merged), saved by every rank into the checkpoint's temporary
+        # 5. the model (LoRA: its adapter), saved by every rank into the checkpoint's temporary
         # directory, then evaluated on the held-out split by rank 0 (read back if sharded);
         # without held-out rows, on train rows (score_mean / score_std for RL)
         evaluation: dict[str, Any] = {}
@@ -118,10 +118,10 @@ def run(spec: RunSpec, call: Call) -> dict[str, Any]:
             evaluation.update({"split": split, "max_length": config.max_length, **result})
 
         # 6. rank 0 renames it into place (atomically) and registers it with its lineage
+        # (LoRA: the adapter with the score head, on the base, merged when loaded)
         directory = run.save_model(
             training_records.checkpoint_name("reward", run.id, run.snapshot_sha), trainer,
-            tokenizer, merge_lora=model_config.use_peft, then=evaluate,
-            load_base=lambda: load_reward_model(resolved.path)[0],
+            tokenizer, then=evaluate, lora_base=resolved if model_config.use_peft else None,
         )  # fmt: skip
         return run.finish(
             output, kind="reward", directory=directory, resolved=resolved, config=record,

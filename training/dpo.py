@@ -23,8 +23,9 @@ Top to bottom:
         ref_model (TRL 1.x would otherwise reload the reference by the model's name).
     Every logging step becomes a RunMetric row; NaN/inf in the loss or grad norm fails the
     run, no checkpoint.
- 5. LoRA adapters are merged; the model and tokenizer are written atomically under
-    $RLHF_HOME/checkpoints/ and registered as a policy checkpoint whose parent is the base.
+ 5. the policy (LoRA: the adapter and a pointer to the base; loading merges it) and
+    tokenizer are written atomically under $RLHF_HOME/checkpoints/ and registered as a
+    policy checkpoint whose parent is the base.
 
 Multi-process: `torchrun --nproc_per_node 8 -m training.dpo ...` or `accelerate launch
 --config_file training/accelerate/multi_gpu.yaml -m training.dpo ...` (or `rlhf train dpo`
@@ -86,11 +87,11 @@ def run(spec: RunSpec, call: Call) -> dict[str, Any]:
             callbacks=[run.recorder],
         )
         output = run.train(trainer, call.resume)
-        # 5. the policy (LoRA merged) as a checkpoint: atomically, then registered
+        # 5. the policy (LoRA: its adapter on the base) as a checkpoint: atomically, then
+        # registered
         directory = run.save_model(
             training_records.checkpoint_name("dpo", run.id, run.snapshot_sha),
-            trainer, tokenizer, merge_lora=model_config.use_peft,
-            load_base=lambda: load_policy(resolved.path)[0],
+            trainer, tokenizer, lora_base=resolved if model_config.use_peft else None,
         )  # fmt: skip
         return run.finish(
             output, counts=lambda: {"train_rows": rows["train"]},

@@ -25,6 +25,11 @@ Specs, as `resolve_model` reads them:
                      otherwise refused at once when HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE is
                      set or one short connection to the hub fails (no minute of retries).
 
+A LoRA checkpoint (a directory with adapter_config.json: what LoRA runs save) loads the same
+way: its base (rlhf_base.json names it as a spec: default, checkpoint:ID, a directory, a hub
+id; the base may itself be an adapter) is loaded, the adapter applied with peft and merged in
+memory, so every caller gets a plain model. The tokenizer is the one saved beside the adapter.
+
 Weights are read from safetensors only (`use_safetensors=True`): a directory that holds only
 pickle weights (.bin, .pt, ...) is refused with a clear error, never unpickled. Every
 safetensors file's header is checked before loading (random bytes, a truncated file, sizes
@@ -86,6 +91,8 @@ class ResolvedModel:
     base_model: str
     checkpoint_id: int | None = None
     checkpoint_kind: str | None = None
+    spec: str | None = None  # the spec that finds it again, from any RLHF_HOME: a LoRA base
+    adapter_base: str | None = None  # an adapter directory: the spec of its base
 
 
 def package_dir(package: str) -> Path:
@@ -101,11 +108,22 @@ def package_dir(package: str) -> Path:
 
 
 def check_safetensors(directory: str | os.PathLike[str]) -> Path:
-    """A local model directory with safetensors weights; pickle-only directories are refused."""
+    """A local model directory with safetensors weights; pickle-only directories are refused.
+    An adapter directory needs its adapter in safetensors and a readable base."""
+    from labeling.registry import training_records
+
     directory = Path(directory)
     if not directory.is_dir():
         raise NotFound(f"no model directory {directory}")
     names = [p.name for p in directory.iterdir() if p.is_file()]
+    if training_records.is_adapter(directory):
+        training_records.read_base_pointer(directory)  # refused here when unreadable
+        if training_records.ADAPTER_WEIGHTS not in names:
+            pickles = sorted(n for n in names if n.endswith(PICKLE_SUFFIXES))
+            raise InvalidInput(
+                f"the adapter in {directory} has no {training_records.ADAPTER_WEIGHTS}"
+                + (f" (only {', '.join(pickles)}: pickles are never loaded)" if pickles else "")
+            )
     if any(n.endswith(".safetensors") or n.endswith(".safetensors.index.json") for n in names):
         for name in sorted(n for n in names if n.endswith(".safetensors")):
             check_safetensors_file(directory / name)
@@ -233,7 +251,24 @@ def _checkpoint(spec: str, session) -> tuple[int, Any]:
 
 def resolve_model(spec: str | int | None, *, kind: str = "policy", session=None) -> ResolvedModel:
     """Where a model spec points (see the module docstring). Loads no weights, except that
-    the default policy's safetensors cache is made on first use."""
+    the default policy's safetensors cache is made on first use. `spec` on the result finds
+    the same model again (what a LoRA checkpoint names as its base); `adapter_base` is set
+    for an adapter directory."""
+    import dataclasses
+
+    from labeling.registry import training_records
+
+    resolved = _resolve(spec, kind=kind, session=session)
+    if Path(resolved.path).is_dir():
+        pointer = training_records.read_base_pointer(Path(resolved.path))
+        if pointer is not None:
+            resolved = dataclasses.replace(resolved, adapter_base=pointer["base"])
+    return resolved
+
+
+def _resolve(spec: str | int | None, *, kind: str, session) -> ResolvedModel:
+    import dataclasses
+
     if kind not in ("policy", "reward"):
         raise InvalidInput(f"unknown model kind {kind!r}: use policy or reward")
     spec = DEFAULT if spec is None else str(spec).strip()
@@ -242,12 +277,13 @@ def resolve_model(spec: str | int | None, *, kind: str = "policy", session=None)
     if kind == "reward" and spec.lower() == DEFAULT_POLICY_SPEC:
         spec = POLICY_PREFIX + DEFAULT
     if kind == "reward" and spec.startswith(POLICY_PREFIX):  # a policy's trunk, a new head
-        return resolve_model(spec[len(POLICY_PREFIX) :] or DEFAULT, kind="policy", session=session)
+        trunk = _resolve(spec[len(POLICY_PREFIX) :] or DEFAULT, kind="policy", session=session)
+        return dataclasses.replace(trunk, spec=POLICY_PREFIX + str(trunk.spec))
     if kind == "reward" and spec.lower() in MINILM_SPECS:
         folder = check_safetensors(package_dir(REWARD_PACKAGE) / "model")
-        return ResolvedModel(str(folder), REWARD_NAME)
+        return ResolvedModel(str(folder), REWARD_NAME, spec=MINILM_SPECS[0])
     if spec == DEFAULT:
-        return ResolvedModel(str(default_policy_dir()), POLICY_NAME)
+        return ResolvedModel(str(default_policy_dir()), POLICY_NAME, spec=DEFAULT)
     if spec.startswith("checkpoint:") or spec.isdigit():
         from labeling.registry import training_records
 
@@ -264,10 +300,14 @@ def resolve_model(spec: str | int | None, *, kind: str = "policy", session=None)
                 f"(no {training_records.COMPLETE_MARKER} marker): it is not loaded"
             )
         check_safetensors(directory)
-        return ResolvedModel(str(directory), ck.base_model or ck.name, checkpoint_id, ck_kind)
+        return ResolvedModel(
+            str(directory), ck.base_model or ck.name, checkpoint_id, ck_kind,
+            spec=f"checkpoint:{checkpoint_id}",
+        )  # fmt: skip
     path = Path(spec).expanduser()
     if path.exists() or spec.startswith((".", "/", "~")):
-        return ResolvedModel(str(check_safetensors(path).resolve()), str(path.resolve()))
+        where = str(check_safetensors(path).resolve())
+        return ResolvedModel(where, str(path.resolve()), spec=where)
     if spec.count("/") == 1 and all(spec.split("/")):
         return _hub_model(spec)
     raise NotFound(
@@ -327,7 +367,7 @@ def _hub_model(repo_id: str) -> ResolvedModel:
     except Exception:  # not cached (LocalEntryNotFoundError) or not a valid repo id
         local = None
     if local:
-        return ResolvedModel(str(check_safetensors(local).resolve()), repo_id)
+        return ResolvedModel(str(check_safetensors(local).resolve()), repo_id, spec=repo_id)
     where = f"no model {repo_id!r} here: it is not a local directory nor in the local hub cache"
     offline = _offline_variable()
     if offline:
@@ -337,7 +377,7 @@ def _hub_model(repo_id: str) -> ResolvedModel:
             f"{where}, and the Hugging Face hub cannot be reached (no network); "
             "pass a local model directory instead"
         )
-    return ResolvedModel(repo_id, repo_id)  # from_pretrained fetches it
+    return ResolvedModel(repo_id, repo_id, spec=repo_id)  # from_pretrained fetches it
 
 
 def _tokenizer(path: str):
@@ -369,18 +409,80 @@ def _pretrained(loader, path: str, **kwargs):
         ) from exc
 
 
+ADAPTER_DEPTH_MAX = 32  # adapters on adapters: far more than any real chain of runs
+
+
+def _weights(resolved: ResolvedModel, kind: str, *, session, dtype, seen: tuple[str, ...] = ()):
+    """The plain transformers model at `resolved`: an adapter directory is its base (loaded
+    the same way, so a base may be an adapter too) with the adapter merged in, in memory."""
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    kwargs: dict[str, Any] = {"dtype": dtype} if dtype is not None else {}
+    if kind == "reward":
+        kwargs["num_labels"] = 1
+        loader = AutoModelForSequenceClassification
+    else:
+        loader = AutoModelForCausalLM
+    if resolved.adapter_base is None:
+        return _pretrained(loader, resolved.path, **kwargs)
+    here = str(Path(resolved.path).resolve())
+    if here in seen or len(seen) >= ADAPTER_DEPTH_MAX:
+        raise InvalidInput(
+            f"the adapter in {resolved.path} does not lead to a full model through its bases "
+            f"({len(seen)} adapters deep, or back to itself): merge or retrain it"
+        )
+    base = _base_spec(resolved, kind)
+    model = _weights(
+        resolve_model(base, kind=kind, session=session), kind, session=session, dtype=dtype,
+        seen=(*seen, here),
+    )  # fmt: skip
+    from peft import PeftModel
+
+    try:
+        merged = PeftModel.from_pretrained(model, resolved.path).merge_and_unload()
+    except (ValueError, RuntimeError, KeyError, OSError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise InvalidInput(
+            f"cannot apply the adapter in {resolved.path} to its base {resolved.adapter_base} "
+            f"({first})"
+        ) from None
+    # peft froze the base to apply the adapter; a loaded model trains whole, as from_pretrained's
+    return merged.requires_grad_(True)
+
+
+def _base_spec(resolved: ResolvedModel, kind: str) -> str:
+    """The spec that loads an adapter's base as `kind`: a policy adapter read as a reward
+    model is applied to its base loaded as a classifier (policy:BASE)."""
+    from labeling.registry import training_records
+
+    pointer = training_records.read_base_pointer(Path(resolved.path))
+    if kind == "policy" and pointer["kind"] == "reward":
+        raise InvalidInput(f"{resolved.path} holds a reward model's adapter, not a policy's")
+    if kind == "reward" and pointer["kind"] == "policy":
+        return POLICY_PREFIX + pointer["base"]
+    return pointer["base"]
+
+
+def _tokenizer_path(resolved: ResolvedModel, kind: str, session, depth: int = 0) -> str:
+    """Where the tokenizer is: beside the weights, or (an adapter saved without one) its
+    base's."""
+    if resolved.adapter_base is None or (Path(resolved.path) / "tokenizer_config.json").is_file():
+        return resolved.path
+    if depth >= ADAPTER_DEPTH_MAX:
+        raise InvalidInput(f"no tokenizer for the adapter in {resolved.path} nor its bases")
+    base = resolve_model(_base_spec(resolved, kind), kind=kind, session=session)
+    return _tokenizer_path(base, kind, session, depth + 1)
+
+
 def load_policy(spec: str | int | None = DEFAULT, *, session=None, dtype=None):
     """(model, tokenizer) of a causal LM, with a pad token and a chat template set."""
-    from transformers import AutoModelForCausalLM
-
     resolved = resolve_model(spec, kind="policy", session=session)
-    tokenizer = _tokenizer(resolved.path)
+    tokenizer = _tokenizer(_tokenizer_path(resolved, "policy", session))
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
     if not tokenizer.chat_template:
         tokenizer.chat_template = CHATML_TEMPLATE
-    kwargs = {"dtype": dtype} if dtype is not None else {}
-    model = _pretrained(AutoModelForCausalLM, resolved.path, **kwargs)
+    model = _weights(resolved, "policy", session=session, dtype=dtype)
     model.config.pad_token_id = tokenizer.pad_token_id
     if getattr(model, "generation_config", None) is not None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
@@ -394,10 +496,8 @@ def load_reward_model(spec: str | int | None = DEFAULT, *, session=None, dtype=N
     A BERT tokenizer has no EOS token: it is set to SEP. Without a chat template, a plain
     one ([CLS] role: text [SEP] ...) is set so conversational rows can be scored.
     """
-    from transformers import AutoModelForSequenceClassification
-
     resolved = resolve_model(spec, kind="reward", session=session)
-    tokenizer = _tokenizer(resolved.path)
+    tokenizer = _tokenizer(_tokenizer_path(resolved, "reward", session))
     if tokenizer.eos_token is None:
         tokenizer.eos_token = tokenizer.sep_token or tokenizer.pad_token
     if tokenizer.pad_token is None:
@@ -407,8 +507,7 @@ def load_reward_model(spec: str | int | None = DEFAULT, *, session=None, dtype=N
             tokenizer.chat_template = _encoder_template(tokenizer.cls_token, tokenizer.sep_token)
         else:
             tokenizer.chat_template = CHATML_TEMPLATE
-    kwargs = {"dtype": dtype} if dtype is not None else {}
-    model = _pretrained(AutoModelForSequenceClassification, resolved.path, num_labels=1, **kwargs)
+    model = _weights(resolved, "reward", session=session, dtype=dtype)
     model.config.pad_token_id = tokenizer.pad_token_id
     model.rlhf_source = resolved
     return model, tokenizer

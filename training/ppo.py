@@ -33,8 +33,9 @@ other recipes. Top to bottom:
  5. every `save_steps`: trainable weights (adapters / weights, value head or critic) in
     safetensors, the optimizer state and the step under the run's directory
     (checkpoint-N/); `rlhf train rl --resume RUN` continues from the newest.
- 6. the policy (LoRA merged; no value head in its files) is written atomically as
-    rl-ppo-run{id}-{sha8} and registered, parent = the base.
+ 6. the policy (LoRA: its adapter and a pointer to the base; no value head or critic in
+    its files) is written atomically as rl-ppo-run{id}-{sha8} and registered, parent = the
+    base.
 
 Implementation details of Huang et al. 2024, "The N+ implementation details of RLHF with
 PPO: a case study on TL;DR summarization", followed here:
@@ -766,12 +767,12 @@ def run(spec, call):
         from training.recorder import check_result
 
         check_result(recorder, policy, launch)
-        # 6. the policy alone (no value head), LoRA merged, registered (parent: the base)
+        # 6. the policy alone (the value head and critic are not part of it; LoRA: its
+        # adapter on the base), registered (parent: the base)
         sha = run_.snapshot_sha
         directory = run_.save_model(
             f"rl-ppo-run{run_.id}" + (f"-{sha[:8]}" if sha else ""), _Saved(policy, tokenizer, launch),
-            tokenizer, merge_lora=model_config.use_peft,
-            load_base=lambda: load_policy(resolved.path)[0],
+            tokenizer, lora_base=resolved if model_config.use_peft else None,
         )  # fmt: skip
         last_metrics = output.history[-1] if output.history else {}
         keep = ("reward", "kl", "entropy", "clip_fraction", "value_loss", "value_clip_fraction",

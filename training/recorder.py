@@ -64,15 +64,19 @@ class RecordedRun:
         """Every rank calls save(tmp); rank 0 renames it into place (atomically)."""
         return write_checkpoint(self.launch, name, save)
 
-    def save_model(self, name: str, trainer, tokenizer, *, merge_lora, load_base, then=None):
-        """The trained model (LoRA merged) as checkpoint NAME, written atomically: every rank
-        saves its part; then(model or None, tmp dir) runs on rank 0 before the rename."""
+    def save_model(
+        self, name: str, trainer, tokenizer, *, merge_lora=False, load_base=None, then=None,
+        lora_base=None,
+    ):  # fmt: skip
+        """The trained model (LoRA: its adapter on lora_base, or merged) as checkpoint NAME,
+        written atomically: every rank saves its part; then(model or None, tmp dir) runs on
+        rank 0 before the rename."""
         from training.checkpoint import save_model
 
         def save(directory):
             final = save_model(
                 trainer, tokenizer, directory, self.launch, merge_lora=merge_lora,
-                load_base=load_base,
+                load_base=load_base, lora_base=lora_base,
             )  # fmt: skip
             if then is not None and self.launch.is_main:
                 then(final, directory)

@@ -42,8 +42,9 @@ PPOConfig's). Top to bottom:
     reference for the KL term is the base: with LoRA the base with adapters disabled, else a
     frozen copy TRL loads from the base's directory. NaN/inf in the loss or grad norm fails
     the run, no checkpoint.
- 5. LoRA adapters are merged; the policy is written atomically under $RLHF_HOME/checkpoints/
-    and registered as a policy checkpoint whose parent is the base.
+ 5. the policy (LoRA: the adapter and a pointer to the base; loading merges it) is written
+    atomically under $RLHF_HOME/checkpoints/ and registered as a policy checkpoint whose
+    parent is the base.
 
 Multi-process (`torchrun --nproc_per_node 8 -m training.rl ...`, `accelerate launch ...`, or
 `rlhf train rl` under either): every rank trains, rank 0 alone writes the run, its metrics
@@ -54,6 +55,7 @@ and the checkpoint's registration - one run and one checkpoint per launch
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from dataclasses import dataclass, field
 from typing import Any
@@ -334,8 +336,14 @@ def run(spec: RunSpec, call: Call) -> dict[str, Any]:
         from training.models import load_policy, load_reward_model
 
         model, tokenizer = load_policy(resolved.path)
-        # TRL loads the KL reference (beta > 0, no LoRA) from this name: the base's directory.
+        # TRL loads the KL reference (beta > 0, no LoRA) from this name: the base's directory,
+        # or, when the base is an adapter checkpoint, its model merged once into the run's
+        # directory (transformers would apply the adapter to an absolute path of its own)
         model.config._name_or_path = resolved.path
+        reference = None
+        if resolved.adapter_base is not None and config.beta and not model_config.use_peft:
+            reference = _merged_reference(run, model, tokenizer)
+            model.config._name_or_path = str(reference)
         funcs, classes = reward_.trl_functions(load_reward_model)
         columns = ("prompt", "answer") if reward_.verifier_weight is not None else ("prompt",)
         trainer = getattr(trl, trainer_name)(
@@ -350,12 +358,17 @@ def run(spec: RunSpec, call: Call) -> dict[str, Any]:
             peft_config=peft_config(model_config),
             callbacks=[run.recorder],
         )
+        if reference is not None:  # every rank has loaded its reference: the copy can go
+            run.launch.barrier()
+            if run.launch.is_main:
+                shutil.rmtree(reference, ignore_errors=True)
         output = run.train(trainer, call.resume)
-        # 5. the policy, LoRA merged: written atomically and registered (parent: the base)
+        # 5. the policy (LoRA: its adapter on the base): written atomically and registered
+        # (parent: the base)
         sha = run.snapshot_sha
         directory = run.save_model(
             f"rl-{algo}-run{run.id}" + (f"-{sha[:8]}" if sha else ""), trainer, tokenizer,
-            merge_lora=model_config.use_peft, load_base=lambda: load_policy(resolved.path)[0],
+            lora_base=resolved if model_config.use_peft else None,
         )  # fmt: skip
         return run.finish(
             output, lead={"algo": algo},
@@ -364,6 +377,20 @@ def run(spec: RunSpec, call: Call) -> dict[str, Any]:
             kind="policy", directory=directory, resolved=resolved,
             config={**record, **reward_.record, **extra, "algo": algo},
         )  # fmt: skip
+
+
+def _merged_reference(run, model, tokenizer):
+    """The merged base as a plain model directory under the run's directory, for TRL's
+    reference (written by rank 0, read by every rank)."""
+    reference = run.dir / "reference"
+
+    def write():
+        if not (reference / "config.json").is_file():
+            model.save_pretrained(reference, safe_serialization=True)
+            tokenizer.save_pretrained(reference)
+        return reference
+
+    return run.launch.share(write)
 
 
 def make_parser(subparsers=None, **kwargs):

@@ -16,8 +16,9 @@ Top to bottom:
  4. the base policy loads through training/models.py (safetensors only) and SFTTrainer trains
     with the tokenizer's chat template. Every logging step becomes a RunMetric row; NaN/inf
     in the loss or grad norm stops the run: failed, no checkpoint.
- 5. LoRA adapters are merged; the model and tokenizer are written atomically under
-    $RLHF_HOME/checkpoints/ and registered as a policy checkpoint whose parent is the base.
+ 5. the model (LoRA: the adapter, a few MB, and a pointer to the base; loading merges it)
+    and tokenizer are written atomically under $RLHF_HOME/checkpoints/ and registered as a
+    policy checkpoint whose parent is the base (`rlhf checkpoints merge` stores it whole).
 
 Multi-process: `torchrun --nproc_per_node 8 -m training.sft ...` or `accelerate launch
 --config_file training/accelerate/fsdp.yaml -m training.sft ...` (or `rlhf train sft` under
@@ -74,12 +75,12 @@ def run(spec: RunSpec, call: Call) -> dict[str, Any]:
             callbacks=[run.recorder],
         )
         output = run.train(trainer, call.resume)
-        # 5. LoRA merged, written atomically, registered as a policy with its lineage
+        # 5. the model (LoRA: its adapter on the base), written atomically, registered as a
+        # policy with its lineage
         name = training_records.checkpoint_name("sft", run.id, run.snapshot_sha)
         directory = run.save_model(
-            name, trainer, tokenizer, merge_lora=model_config.use_peft,
-            load_base=lambda: load_policy(resolved.path)[0],
-        )  # fmt: skip
+            name, trainer, tokenizer, lora_base=resolved if model_config.use_peft else None
+        )
         return run.finish(
             output, counts=lambda: dict(counts), kind="policy",
             directory=directory, resolved=resolved, config=record,

@@ -1,11 +1,12 @@
-"""`rlhf checkpoints list|show|add|rename|note|delete|gc`: registered checkpoints and their
-lineage (engineer, admin).
+"""`rlhf checkpoints list|show|add|rename|note|delete|gc|merge`: registered checkpoints and
+their lineage (engineer, admin).
 
 `add` registers a model no run trained (the default policy, a local directory) so that it can
 answer prompts and enter arenas as a baseline (training/add_model.py). rename / note / delete /
 gc look after them (labeling/registry/checkpoint_care.py): delete refuses what lineage, a run
 or an arena still needs; gc frees directories nothing points at and the resume points of runs
-that cannot resume."""
+that cannot resume. LoRA runs store an adapter on their base (`storage` adapter in list and
+show); merge replaces it by the full model, in place (training/checkpoint.py merge_into)."""
 
 from __future__ import annotations
 
@@ -59,14 +60,22 @@ def register(sub) -> None:
     gc.add_argument("--dry-run", action="store_true", help="list what would go, remove nothing")
     gc.add_argument("--json", action="store_true")
     gc.set_defaults(func=collect_garbage)
+    mg = csub.add_parser(
+        "merge", help="store a LoRA adapter checkpoint as its full model (same id and path)"
+    )
+    mg.add_argument("id", type=id_arg("checkpoint"))
+    mg.add_argument("--json", action="store_true")
+    mg.set_defaults(func=merge)
 
 
 def list_checkpoints(args) -> int:
-    from labeling.registry import runs
+    from labeling.registry import runs, training_records
 
     with transaction() as s:
         acting_user(s, args, action="checkpoints")
         rows = runs.list_checkpoints(s, kind=args.kind)
+        for r in rows:  # adapter / full / merged, and the bytes on disk
+            r.update(training_records.storage_info(training_records.get_checkpoint(s, r["id"])))
     if args.json:
         print_json(rows)
     else:
@@ -74,6 +83,7 @@ def list_checkpoints(args) -> int:
             accuracy = (r["evaluation"] or {}).get("accuracy")
             r["heldout_acc"] = f"{accuracy:.3f}" if isinstance(accuracy, float) else None
             r["sha256"] = (r["snapshot_sha256"] or "")[:12] or None
+            r["size"] = human_size(r["bytes"]) if r["storage"] else None
         print_table(
             rows,
             [
@@ -86,6 +96,8 @@ def list_checkpoints(args) -> int:
                 "snapshot_id",
                 "sha256",
                 "heldout_acc",
+                "storage",
+                "size",
                 "created_at",
             ],
         )
@@ -186,4 +198,31 @@ def collect_garbage(args) -> int:
         for path in garbage.paths:
             print(f"{verb} {path} ({human_size(sizes.get(path, 0))})")
         print(f"{verb} {len(garbage.paths)} folders, {human_size(sum(sizes.values()))}")
+    return 0
+
+
+def merge(args) -> int:
+    from labeling.registry import checkpoint_care
+
+    with transaction() as s:
+        acting_user(s, args, action="checkpoints")
+        plan = checkpoint_care.merge_plan(s, args.id)
+    if plan.storage == "adapter":  # torch only when there is a model to merge
+        from training.checkpoint import merge_into
+
+        def write(source, target):
+            merge_into(source, target, kind=plan.kind)
+    else:
+        write = None
+    out = checkpoint_care.replace_with_merged(plan, write)
+    if args.json:
+        print_json(out)
+    elif out["merged"]:
+        print(
+            f"checkpoint {args.id} merged: its adapter on {plan.base} is now the full model at "
+            f"{out['path']} ({human_size(out['bytes_before'])} -> "
+            f"{human_size(out['bytes_after'])})"
+        )
+    else:
+        print(f"checkpoint {args.id} is already a full model ({out['storage']}): nothing to merge")
     return 0

@@ -20,7 +20,11 @@ module imports neither torch nor transformers: trainers hand it plain values.
 
 A checkpoint directory is complete when it holds the marker file COMPLETE (written last,
 after the rename); `register_checkpoint` refuses a directory without it, and the loader
-(training/models.py) refuses to load one. Non-finite numbers (NaN, inf) are stored as the
+(training/models.py) refuses to load one. A LoRA run's directory holds the adapter
+(adapter_model.safetensors + adapter_config.json, a few MB), the tokenizer, and BASE_POINTER:
+the base as a spec (`default`, `checkpoint:ID`, a directory or hub id), never the base's
+absolute cache path, so RLHF_HOME can move; the loader merges it in memory and
+`rlhf checkpoints merge` replaces it by the full model (`storage`: adapter, full, merged). Non-finite numbers (NaN, inf) are stored as the
 strings "nan", "inf", "-inf": JSON (and PostgreSQL's jsonb) has no such numbers.
 """
 
@@ -55,6 +59,10 @@ from labeling.settings import load_settings, resolve_under
 
 COMPLETE_MARKER = "COMPLETE"
 LOG_TAIL_CHARS = 20_000
+# A LoRA checkpoint: peft's two files, and ours naming the base it applies to.
+ADAPTER_CONFIG, ADAPTER_WEIGHTS = "adapter_config.json", "adapter_model.safetensors"
+BASE_POINTER = "rlhf_base.json"  # {"base": SPEC, "kind": "policy" | "reward"}
+BASE_POINTER_MAX_BYTES = 64 * 1024
 
 
 def json_safe(value: Any) -> Any:
@@ -249,6 +257,91 @@ def is_complete(directory: Path) -> bool:
     return (Path(directory) / COMPLETE_MARKER).is_file()
 
 
+def is_adapter(directory: Path) -> bool:
+    return (Path(directory) / ADAPTER_CONFIG).is_file()
+
+
+def read_base_pointer(directory: Path) -> dict[str, str] | None:
+    """An adapter directory's base: {"base": spec, "kind": policy|reward}, from BASE_POINTER,
+    else (a peft adapter made elsewhere) from adapter_config.json's base_model_name_or_path;
+    None for a directory that is no adapter. A pointer that cannot be read is refused."""
+    directory = Path(directory)
+    if not is_adapter(directory):
+        return None
+    pointer = directory / BASE_POINTER
+    source = pointer if pointer.is_file() else directory / ADAPTER_CONFIG
+    try:
+        if source.stat().st_size > BASE_POINTER_MAX_BYTES:
+            raise ValueError("too large")
+        data = json.loads(source.read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise ValueError("not an object")
+    except (OSError, UnicodeDecodeError, ValueError):
+        raise InvalidInput(
+            f"{source} cannot be read as JSON: the adapter's base is unknown"
+        ) from None
+    if source == pointer:
+        base, kind = data.get("base"), data.get("kind", "policy")
+    else:  # peft's config: a reward adapter is a sequence-classification one
+        base = data.get("base_model_name_or_path")
+        kind = "reward" if data.get("task_type") == "SEQ_CLS" else "policy"
+    if not isinstance(base, str) or not base.strip() or kind not in ("policy", "reward"):
+        raise InvalidInput(f"{source} names no base model for the adapter in {directory}")
+    return {"base": base.strip(), "kind": kind}
+
+
+def write_base_pointer(directory: Path, *, base: str, kind: str, base_model: str | None) -> None:
+    """Written by the trainer beside the adapter it saved (inside the temporary directory)."""
+    text = json.dumps({"base": base, "kind": kind, "base_model": base_model}, indent=1)
+    (Path(directory) / BASE_POINTER).write_text(text + "\n", encoding="utf-8")
+
+
+def marker_info(directory: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((Path(directory) / COMPLETE_MARKER).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def storage_of(directory: Path) -> str | None:
+    """How a checkpoint's weights are stored: "adapter" (LoRA, merged when loaded), "merged"
+    (an adapter replaced by its full model by `rlhf checkpoints merge`), "full"; None when
+    the directory is missing."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return None
+    if is_adapter(directory):
+        return "adapter"
+    return "merged" if marker_info(directory).get("merged") else "full"
+
+
+def size_of(path: Path) -> int:
+    """Bytes of the files under `path` (links not followed); 0 when it is missing."""
+    path = Path(path)
+    if not path.is_dir():
+        return 0
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def storage_info(checkpoint: Checkpoint) -> dict[str, Any]:
+    """What `rlhf checkpoints list/show` add: storage, bytes on disk, the adapter's base."""
+    try:
+        directory = checkpoint_dir(checkpoint)
+    except ValueError:
+        return {"storage": None, "bytes": 0, "adapter_base": None}
+    storage = storage_of(directory)
+    try:
+        pointer = read_base_pointer(directory) if storage == "adapter" else None
+    except InvalidInput:
+        pointer = None
+    return {
+        "storage": storage,
+        "bytes": size_of(directory),
+        "adapter_base": pointer["base"] if pointer else None,
+    }
+
+
 def checkpoint_dir(checkpoint: Checkpoint) -> Path:
     """The checkpoint's directory, resolved under the data root (RLHF_HOME)."""
     return resolve_under(load_settings().home, checkpoint.path)
@@ -344,4 +437,5 @@ def describe_checkpoint(session: Session, checkpoint: Checkpoint) -> dict[str, A
         "config": dict(checkpoint.config or {}),
         "evaluation": dict(checkpoint.evaluation or {}),
         "created_at": checkpoint.created_at,
+        **storage_info(checkpoint),
     }

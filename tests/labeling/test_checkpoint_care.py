@@ -4,6 +4,7 @@ record needs."""
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import select
 
 from labeling import projects
@@ -143,3 +144,89 @@ def test_gc_removes_only_what_nothing_needs(cli, admin, Session):  # noqa: N803
         assert s.get(Checkpoint, kept) is not None
     again = cli("checkpoints", "gc", "--json", user=admin).json()
     assert again["orphan_dirs"] == [] and again["resume_points"] == []
+
+
+def _adapter(name: str, base: str):
+    """A LoRA checkpoint folder as the trainers leave it (the bytes stand in for weights)."""
+
+    def save(directory):
+        (directory / tr.ADAPTER_WEIGHTS).write_bytes(b"a" * 100)
+        (directory / tr.ADAPTER_CONFIG).write_text('{"task_type": "CAUSAL_LM"}')
+        tr.write_base_pointer(directory, base=base, kind="policy", base_model="tiny")
+
+    return tr.write_checkpoint_dir(name, save)
+
+
+def test_an_adapters_base_is_kept_by_delete_and_gc(cli, admin, Session):  # noqa: N803
+    """The base named by an adapter's pointer, by id or by folder, is needed even where it is
+    not the adapter's parent (a base given as a path); gc leaves a folder a pointer names."""
+    base, _, base_dir = _checkpoint(Session, "sft-run1")
+    loose = _write("hand-made-base", 2000)  # no row: an orphan, unless a pointer names it
+    for name, pointer in (("sft-run2", f"checkpoint:{base}"), ("sft-run3", str(base_dir)),
+                          ("sft-run4", str(loose))):  # fmt: skip
+        with Session.begin() as s:
+            tr.register_checkpoint(s, kind="policy", directory=_adapter(name, pointer),
+                                   run_id=None, base_model="tiny")  # fmt: skip
+    refused = cli("checkpoints", "delete", str(base), user=admin)
+    assert refused.code == 1 and "Nothing was deleted" in refused.err
+    assert f"adapter checkpoints {base + 1}, {base + 2} are stored on it" in refused.err
+    assert base_dir.is_dir()
+    gc = cli("checkpoints", "gc", "--dry-run", "--json", user=admin)
+    assert gc.code == 0 and gc.json()["orphan_dirs"] == []  # the loose base stays
+    listed = {c["id"]: c for c in cli("checkpoints", "list", "--json", user=admin).json()}
+    assert listed[base]["storage"] == "full" and listed[base + 1]["storage"] == "adapter"
+    assert listed[base + 1]["bytes"] > 100
+    assert cli("checkpoints", "list", user=admin).out.count("adapter") == 3
+
+
+def test_merge_swaps_the_folder_in_place_or_changes_nothing(Session):  # noqa: N803
+    from labeling.errors import InvalidInput
+    from labeling.registry import checkpoint_care as care
+
+    full, _, full_dir = _checkpoint(Session, "sft-run1")
+    adapter_dir = _adapter("sft-run2", f"checkpoint:{full}")
+    with Session.begin() as s:
+        adapter = tr.register_checkpoint(s, kind="policy", directory=adapter_dir, run_id=None,
+                                         base_model="tiny", parent_id=full).id  # fmt: skip
+        plan = care.merge_plan(s, full)
+    assert care.replace_with_merged(plan, None)["merged"] is False  # a full model: no-op
+
+    def broken(source, tmp):
+        (tmp / "model.safetensors").write_bytes(b"half")
+        raise OSError("disk full")
+
+    def adapter_again(source, tmp):  # a writer that wrote no full model
+        (tmp / tr.ADAPTER_CONFIG).write_text("{}")
+        (tmp / "x.safetensors").write_bytes(b"x")
+
+    with Session.begin() as s:
+        plan = care.merge_plan(s, adapter)
+    assert plan.storage == "adapter" and plan.base == f"checkpoint:{full}"
+    before = sorted(p.name for p in adapter_dir.iterdir())
+    for write, error in ((broken, OSError), (adapter_again, InvalidInput)):
+        with pytest.raises(error):
+            care.replace_with_merged(plan, write)
+        assert sorted(p.name for p in adapter_dir.iterdir()) == before  # nothing lost
+        assert not list(adapter_dir.parent.glob(".tmp-*"))
+
+    def merge(source, tmp):
+        assert (source / tr.ADAPTER_WEIGHTS).is_file()  # it reads the adapter it replaces
+        (tmp / "model.safetensors").write_bytes(b"m" * 5000)
+        (tmp / "tokenizer.json").write_text("{}")
+
+    out = care.replace_with_merged(plan, merge)
+    assert out["merged"] is True and out["bytes_after"] > out["bytes_before"]
+    assert sorted(p.name for p in adapter_dir.iterdir()) == [
+        tr.COMPLETE_MARKER,
+        "model.safetensors",
+        "tokenizer.json",
+    ]
+    assert tr.storage_of(adapter_dir) == "merged" and tr.is_complete(adapter_dir)
+    assert not list(adapter_dir.parent.glob(".tmp-*"))
+    with Session() as s:
+        assert s.get(Checkpoint, adapter).path == f"checkpoints/{adapter_dir.name}"
+    with Session.begin() as s:
+        assert care.merge_plan(s, adapter).storage == "merged"  # a second merge: nothing to do
+    (full_dir / tr.COMPLETE_MARKER).unlink()
+    with Session.begin() as s, pytest.raises(InvalidInput, match="incomplete"):
+        care.merge_plan(s, full)

@@ -340,11 +340,13 @@ def test_ppo_end_to_end_with_a_reward_checkpoint(cli, snaps, checkpoints, critic
             assert all({"value_loss", "clip_fraction", "kl"} <= set(r.values) for r in rows)
     path = cli("checkpoints", "show", str(result["checkpoint_id"]), "--json", user="eng").json()
     files = os.listdir(path["path"])
-    assert "adapter_config.json" not in files and "model.safetensors" in files  # merged
+    assert path["storage"] == "adapter" and path["adapter_base"] == base  # LoRA: the adapter
+    assert "adapter_model.safetensors" in files and "model.safetensors" not in files
     from safetensors import safe_open
 
-    with safe_open(os.path.join(path["path"], "model.safetensors"), "pt") as f:
-        assert not [k for k in f.keys() if "value" in k or "lora" in k]  # the policy alone
+    with safe_open(os.path.join(path["path"], "adapter_model.safetensors"), "pt") as f:
+        keys = list(f.keys())
+    assert keys and all("lora_" in k for k in keys)  # the policy's adapter alone, no value head
 
 
 def test_verifiable_rewards_with_grpo_and_ppo(cli, answers_snapshot, checkpoints, Session):  # noqa: N803

@@ -92,7 +92,8 @@ def test_dpo_with_lora_and_precomputed_reference(cli, snaps, checkpoints, Sessio
         steps = s.scalars(select(RunMetric.step).where(RunMetric.run_id == result["run_id"]))
         assert sorted(steps) == [1, 2]
     path = cli("checkpoints", "show", str(result["checkpoint_id"]), "--json", user="eng").json()
-    assert "adapter_config.json" not in os.listdir(path["path"])  # LoRA merged
+    assert path["storage"] == "adapter"  # LoRA: the adapter on the base, merged when loaded
+    assert "model.safetensors" not in os.listdir(path["path"])
 
 
 def test_rl_grpo_and_rloo_then_eval_policy(cli, snaps, checkpoints, Session):  # noqa: N803

@@ -193,7 +193,7 @@ def test_sft_and_reward_register_runs_and_checkpoints(cli, snaps, tiny_models, S
             ck = s.get(Checkpoint, res["checkpoint_id"])
             assert (ck.run_id, ck.snapshot_sha256) == (run.id, run.snapshot_sha256)
             assert ck.parent_id is None and ck.base_model
-        assert s.get(TrainingRun, result["run_id"]).config["use_peft"] is True  # LoRA, merged
+        assert s.get(TrainingRun, result["run_id"]).config["use_peft"] is True  # LoRA
         ck = s.get(Checkpoint, rresult["checkpoint_id"])
         assert ck.evaluation["accuracy"] == rresult["metrics"]["heldout_accuracy"]
         evaluation = ck.evaluation
@@ -206,9 +206,9 @@ def test_sft_and_reward_register_runs_and_checkpoints(cli, snaps, tiny_models, S
     shown = cli("checkpoints", "show", str(result["checkpoint_id"]), "--json", user="eng").json()
     path = shown["path"]
     assert shown["complete"] and shown["kind"] == "policy" and shown["run"]["status"] == "succeeded"
-    assert {"model.safetensors", "COMPLETE", "config.json"} <= set(os.listdir(path))
+    assert {"adapter_model.safetensors", "COMPLETE", "tokenizer.json"} <= set(os.listdir(path))
     assert not any(n.endswith((".bin", ".pt")) for n in os.listdir(path))
-    assert "adapter_config.json" not in os.listdir(path)  # the LoRA adapter was merged
+    assert shown["storage"] == "adapter"  # LoRA: the adapter, merged when it is loaded
 
     # SFT again from the registered checkpoint: lineage names the parent.
     again = cli(
@@ -306,7 +306,7 @@ def test_reward_trains_on_every_pair_over_a_small_budget(cli, snaps, tiny_models
 
 def test_reward_on_a_policy_trunk_with_lora(cli, snaps, tiny_models, Session):  # noqa: N803
     """--base policy:DIR: the tiny Llama as a sequence classifier, LoRA + the score head,
-    merged into a plain classifier checkpoint."""
+    stored as an adapter that loads as a plain classifier."""
 
     from training.models import load_reward_model
 
@@ -323,7 +323,7 @@ def test_reward_on_a_policy_trunk_with_lora(cli, snaps, tiny_models, Session):  
     model, _ = load_reward_model(f"checkpoint:{checkpoint_id}")
     assert isinstance(model, transformers.LlamaForSequenceClassification)
     shown = cli("checkpoints", "show", str(checkpoint_id), "--json", user="eng").json()
-    assert "adapter_config.json" not in os.listdir(shown["path"])
+    assert shown["storage"] == "adapter" and "model.safetensors" not in os.listdir(shown["path"])
 
 
 def test_nan_loss_fails_the_run_and_registers_nothing(cli, snaps, tiny_models, Session):  # noqa: N803
