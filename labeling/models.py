@@ -381,6 +381,9 @@ class Assignment(Base):
     claimed_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime] = mapped_column()
     finished_at: Mapped[datetime | None] = mapped_column()
+    # When this labeler last took back their label here (labeling.undo): labels they gave
+    # before that moment can no longer be undone (one step back only).
+    undone_at: Mapped[datetime | None] = mapped_column()
 
     task: Mapped[Task] = relationship()
 

@@ -115,6 +115,17 @@ def get_project(session: Session, name_or_id: str | int) -> Project:
     return project
 
 
+def lock_labels(session: Session, project_id: int) -> None:
+    """Serialise what freezes a project's labels (a snapshot) with what withdraws one (an
+    undo) until the transaction ends, so a snapshot never holds a label an undo removed.
+
+    PostgreSQL: FOR NO KEY UPDATE on the project row, which claims and submits do not wait on
+    (their foreign keys take FOR KEY SHARE). SQLite has one writer at a time already."""
+    session.execute(
+        select(Project.id).where(Project.id == project_id).with_for_update(key_share=True)
+    )
+
+
 def list_projects(session: Session) -> list[Project]:
     return list(session.scalars(select(Project).order_by(Project.name)))
 

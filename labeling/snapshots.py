@@ -102,7 +102,7 @@ from labeling.models import (
     TaskKind,
     User,
 )
-from labeling.projects import get_project
+from labeling.projects import get_project, lock_labels
 from labeling.settings import load_settings, resolve_under
 from labeling.tempdirs import clean_stale_temp_dirs
 
@@ -568,6 +568,7 @@ def create_snapshot(
     """
     if not isinstance(project, Project):
         project = get_project(session, project)
+    lock_labels(session, project.id)  # an undo waits until this snapshot is saved
     try:
         kind = SnapshotKind(kind)
     except ValueError:

@@ -21,3 +21,5 @@ SNAPSHOT_ID = "admin_snapshot_id"  # the snapshot shown in detail on the Snapsho
 RUN_ID = "admin_run_id"  # the run whose details and metrics the Runs page shows
 STAFF_LABELING = "staff_labeling"  # project ids where an admin / engineer chose to label
 REFUSED_TEXT = "refused_text"  # a written answer a late submit could not count, shown once
+UNDO = "undo_offer"  # {project_id, task_id, until}: the last submit, undoable for a minute
+RANK_ORDER = "rank_order"  # (assignment id, [screen positions picked, best first]) on Rank

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from tests.browser.conftest import main_area, no_exception, wait_idle
 
 ANSWER_A, ANSWER_B = ".st-key-answer-a", ".st-key-answer-b"
@@ -63,3 +65,50 @@ def judge(page, choice_key: str, strength_key: str | None = None) -> str:
     page.keyboard.press("Enter")
     wait_next_task(page, before)
     return before
+
+
+# --- undo and rank (app/ui/undo_offer.py, app/ui/pages/rank.py) ---------------------------
+
+UNDO = ".st-key-undo"  # the Undo button, offered for a minute after a submit (key U)
+RANK_ORDER = ".st-key-rank-order"  # "Your order ...": the picks so far, best first
+
+
+def undo_last(page) -> None:
+    """Press U once the Undo offer is on screen; wait until it has gone and the page idles."""
+    page.locator(UNDO).first.wait_for(state="visible")
+    unfocus(page)
+    page.keyboard.press("u")
+    page.locator(UNDO).first.wait_for(state="detached")
+    wait_idle(page)
+    no_exception(page)
+
+
+def rank_order(page) -> str:
+    return page.locator(RANK_ORDER).first.inner_text()
+
+
+def pick_in_order(page, keys: list[str]) -> None:
+    """Number keys (and Backspace) on the Rank page, one at a time, idle after each."""
+    unfocus(page)
+    for key in keys:
+        press(page, key)
+        no_exception(page)
+
+
+WRITE_EDITOR = ".st-key-answer-editor textarea"
+
+
+def wait_editor(page, value: str, timeout_s: float = 15) -> None:
+    """Until exactly one answer editor is on screen (a finished task's lingers while the page
+    reruns) and it holds `value`; then idle. (Locators reach into the component's shadow
+    root, where document.querySelector does not.)"""
+    deadline = time.monotonic() + timeout_s
+    values: list[str] = []
+    while time.monotonic() < deadline:
+        values = page.locator(WRITE_EDITOR).evaluate_all("els => els.map(e => e.value)")
+        if values == [value]:
+            wait_idle(page)
+            no_exception(page)
+            return
+        page.wait_for_timeout(50)
+    raise AssertionError(f"the answer editor shows {values!r}, expected {value!r}")

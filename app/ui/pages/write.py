@@ -1,5 +1,6 @@
 """Write the ideal answer (SFT demonstrations). The answer autosaves to the server while the
-labeler types; a reload brings back the draft of the task they hold. Ctrl+Enter submits.
+labeler types; a reload brings back the draft of the task they hold. Ctrl+Enter submits;
+for a minute after, Undo takes the answer back and shows it again in the editor, to correct.
 
 Problems with checkable answers (verifiable rewards): a prompt's gold final answer, where it
 has one, is shown above the editor (inert, like all text here), and "Write a new problem"
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app.ui import auth, state, widgets
+from app.ui import auth, state, undo_offer, widgets
 from app.ui import render as show
 from app.ui.actions import act, flash, show_flash
 from app.ui.db import transaction
@@ -21,7 +22,9 @@ MODEL_ANSWER_HEIGHT = 240
 PROBLEM = "write-problem-"  # widget keys of the new-problem form: PROBLEM + field
 
 
-def _submit(user_id: int, project_id: int, assignment_id: int, text: str | None = None) -> None:
+def _submit(
+    user_id: int, project_id: int, assignment_id: int, task_id: int, text: str | None = None
+) -> None:
     if st.session_state.get(state.ASSIGNMENT_ID) != assignment_id:
         return  # a stale click from a task no longer on screen
     if text is None:
@@ -42,6 +45,12 @@ def _submit(user_id: int, project_id: int, assignment_id: int, text: str | None 
     )
     if outcome is not None and not outcome.accepted:
         st.session_state[state.REFUSED_TEXT] = text
+    undo_offer.offer(project_id, task_id, outcome)
+
+
+def _prefill(result) -> None:
+    """After an undo: the editor starts afresh from the answer taken back (now the draft)."""
+    widgets.replace_editor_text(result.assignment_id)
 
 
 def _use_model_answer(user_id: int, assignment_id: int, response_id: int) -> None:
@@ -109,6 +118,7 @@ def render() -> None:
         st.info("There are no writing projects yet.")
         return
     show_flash()
+    undo_offer.undo_button(user.id, project.id, prefill=_prefill)
     refused = st.session_state.pop(state.REFUSED_TEXT, None)
     if refused:
         with st.expander("Your answer that was not counted (copy it if you need it)"):
@@ -132,7 +142,7 @@ def render() -> None:
     if text != st.session_state[state.SAVED_TEXT]:
         _autosave(user.id, view.assignment_id, text)
     if ctrl_enter:
-        _submit(user.id, project.id, view.assignment_id, text)
+        _submit(user.id, project.id, view.assignment_id, view.task_id, text)
         st.rerun()
     st.caption(
         f":material/cloud_done: Draft saved as you type ({len(text)} characters)."
@@ -161,7 +171,7 @@ def render() -> None:
         shortcut="Ctrl+Enter",
         icon=":material/send:",
         on_click=_submit,
-        args=(user.id, project.id, view.assignment_id),
+        args=(user.id, project.id, view.assignment_id, view.task_id),
     )
     widgets.skip_and_flag(user.id, project.id, view.assignment_id)
     widgets.counter(user.id, project.id)

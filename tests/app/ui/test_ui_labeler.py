@@ -226,17 +226,19 @@ def test_rank_validates_and_submits(db):
         add_rank_task(s, p, prompt, rs)
         ids = [r.id for r in rs]
     at = page("rank", uid)
-    aid = held(db, uid).id
-    assert at.button(key="submit").disabled
-    for i, rank in enumerate([1, 1, 2]):
-        at.selectbox(key=f"rank-{aid}-{i}").set_value(rank)
-    at.run()
-    assert at.button(key="submit").disabled
-    assert any("only once" in w.value for w in at.warning)
-    at.selectbox(key=f"rank-{aid}-0").set_value(3).run()
+    at.button(key="pick-2").click().run()
+    at.button(key="pick-3").click().run()
+    assert at.button(key="pick-2").disabled and at.button(key="pick-2").label == "1st best"
+    at.button(key="submit").click().run()  # one answer not placed: a warning, nothing written
+    assert any("in order first" in w.value for w in at.warning)
+    with db() as s:
+        assert s.scalars(select(Ranking)).all() == []
+    at.button(key="rank-back").click().run()  # takes back answer 3
+    at.button(key="pick-1").click().run()
+    at.button(key="pick-3").click().run()
     at.button(key="submit").click().run()
     with db() as s:
-        assert s.scalar(select(Ranking.order)) == [ids[1], ids[2], ids[0]]
+        assert s.scalar(select(Ranking.order)) == [ids[1], ids[0], ids[2]]
     assert any("Nothing left" in i.value for i in at.info)
 
 
