@@ -11,7 +11,8 @@
 
 A generated answer is a Response with author_kind=checkpoint, the checkpoint's id, and its
 `sampling_params`: the sampling key (temperature, top_p, max_new_tokens, seed), the sample
-index (0..n-1) and the model's name. Two answers are "the same request" when the checkpoint,
+index (0..n-1), the model's name and "truncated" (true when the answer was cut at
+max_new_tokens; `is_truncated` reads it, absent on rows stored before it was recorded). Two answers are "the same request" when the checkpoint,
 the prompt, the sampling key and the sample index agree; prompts whose n samples all exist
 are skipped, so re-running a generation is idempotent (two runs started at the same moment
 can still both write: there is no unique constraint on generated responses).
@@ -27,7 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from labeling.errors import InvalidInput
@@ -148,6 +149,24 @@ def prompts_to_answer(
     return AnswerPlan(pending=pending, skipped=skipped, considered=len(prompts))
 
 
+def is_truncated(sampling_params: dict[str, Any] | None) -> bool:
+    """Whether a stored answer was cut at the token limit (False when not recorded)."""
+    return bool((sampling_params or {}).get("truncated") is True)
+
+
+def count_prompts(session: Session, project_id: int, *, split: str) -> int:
+    """How many prompts of `split` the project has (what an uncapped entry would answer)."""
+    if split not in SPLITS:
+        raise InvalidInput(f"unknown split {split!r}: use {', '.join(SPLITS)}")
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(Prompt)
+            .where(Prompt.project_id == project_id, Prompt.split.in_(SPLITS[split]))
+        )
+    )
+
+
 def policy_checkpoint(session: Session, checkpoint_id: int) -> Checkpoint:
     """The checkpoint, which must be a policy (a reward model writes no answers)."""
     checkpoint = get_checkpoint(session, checkpoint_id)
@@ -164,16 +183,24 @@ def store_generated(
     answers: list[tuple[int, int, str]],
     sampling_params: dict[str, Any],
     source: str = SOURCE,
+    truncated: list[bool] | None = None,
 ) -> list[int]:
     """Store (prompt_id, sample index, text) answers of a policy checkpoint as Responses;
     returns their ids in the same order. `sampling_params` are shared by all answers (the
-    sampling key and the model's name); each row gets its own "sample" index."""
+    sampling key and the model's name); each row gets its own "sample" index, and, when
+    `truncated` is given (one flag per answer), "truncated": whether the answer was cut at
+    max_new_tokens (no end-of-sequence token came)."""
     policy_checkpoint(session, checkpoint_id)
     missing = [k for k in KEY_FIELDS if k not in sampling_params]
     if missing:
         raise InvalidInput(f"sampling_params lacks {', '.join(missing)}")
+    if truncated is not None and len(truncated) != len(answers):
+        raise InvalidInput("truncated needs one flag per answer")
     rows = []
-    for prompt_id, sample, text in answers:
+    for position, (prompt_id, sample, text) in enumerate(answers):
+        params = {**sampling_params, "sample": int(sample)}
+        if truncated is not None:
+            params["truncated"] = bool(truncated[position])
         if not isinstance(text, str):
             raise InvalidInput(f"answer to prompt {prompt_id} is not text")
         rows.append(
@@ -183,7 +210,7 @@ def store_generated(
                 content_hash=sha256_text(text),
                 author_kind=AuthorKind.checkpoint,
                 checkpoint_id=int(checkpoint_id),
-                sampling_params={**sampling_params, "sample": int(sample)},
+                sampling_params=params,
                 source=source,
             )
         )

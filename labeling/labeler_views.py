@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import and_, exists, func, or_, select, union_all
 from sqlalchemy.orm import Session
 
-from labeling import arena, queue
+from labeling import arena, generations, queue
 from labeling.errors import InvalidInput, NotFound
 from labeling.models import (
     Assignment,
@@ -56,6 +56,7 @@ class Answer:
     response_id: int
     text: str
     source: str = ""  # "checkpoint" / "import" for model answers
+    truncated: bool = False  # a model answer cut at its token limit (no end-of-sequence)
 
 
 @dataclass(frozen=True)
@@ -185,15 +186,22 @@ def _view(session: Session, assignment: Assignment) -> TaskView:
         draft=queue.get_draft(session, task_id=task.id, user_id=assignment.user_id),
     )
     if task.kind in (TaskKind.compare, TaskKind.arena):
-        texts = dict(
-            session.execute(
-                select(Response.id, Response.text).where(
+        rows = {
+            r.id: r
+            for r in session.execute(
+                select(Response.id, Response.text, Response.sampling_params).where(
                     Response.id.in_((task.response_a_id, task.response_b_id))
                 )
-            ).all()
-        )
-        a = Answer(task.response_a_id, texts[task.response_a_id])
-        b = Answer(task.response_b_id, texts[task.response_b_id])
+            )
+        }
+
+        def answer(response_id: int) -> Answer:
+            row = rows[response_id]
+            return Answer(
+                response_id, row.text, truncated=generations.is_truncated(row.sampling_params)
+            )
+
+        a, b = answer(task.response_a_id), answer(task.response_b_id)
         left, right = (b, a) if assignment.swap_sides else (a, b)
         return TaskView(**common, left=left, right=right)
     if task.kind == TaskKind.rank:

@@ -7,34 +7,90 @@ arena project whose settings say `auto_enter` (the default): answers are generat
 project's sampling settings (labeling/arena DEFAULTS) and the checkpoint is scheduled
 against the project's opponents (the current leader, or everyone). A failure here never
 fails the training run that triggered it: it is reported and the checkpoint stays registered.
+
+On CPU an entry answers at most `cpu_max_prompts` prompts (on CUDA `cuda_max_prompts`; 0 =
+all): the first by id, so every contestant answers the same ones; stderr says so when the
+cap applies. Progress: one stderr line per batch ("arena demo-arena: answered 4/8 prompts
+(50%), 1.1 min, ~1.1 min left") and the same count on the checkpoint's run
+(labeling/arena/entries.py), which the runs page shows as "arena entry demo-arena: 4/8".
 """
 
 from __future__ import annotations
 
 import sys
+import time
 from typing import Any
 
-from labeling import arena
+from labeling import arena, generations
 from labeling.projects import get_project
+
+CAP_SETTING = {"cpu": "cpu_max_prompts", "cuda": "cuda_max_prompts"}
+
+
+def _say(text: str, progress: bool) -> None:
+    if progress:
+        print(text, file=sys.stderr, flush=True)
 
 
 def enter_arena(
     sessionmaker, *, checkpoint_id: int, project: str, opponents: str | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:  # fmt: skip
-    from training.generate import answer_project
+    """Answer the arena's prompts (at most the device's cap of them: the first by id, the
+    same for every contestant), then schedule. Progress: one stderr line per batch (with
+    `progress`) and, on the run that made the checkpoint, arena.record_entry after each."""
+    from training.generate import answer_project, device_and_dtype
 
     with sessionmaker.begin() as s:
-        conf = arena.settings(get_project(s, project))
-    generated = answer_project(
-        sessionmaker, checkpoint_id=checkpoint_id, project=project, split="all",
-        max_new_tokens=int(conf["max_new_tokens"]), temperature=float(conf["temperature"]),
-        top_p=float(conf["top_p"]), seed=int(conf["seed"]), progress=progress,
-    )  # fmt: skip
-    with sessionmaker.begin() as s:
-        scheduled = arena.schedule(
-            s, get_project(s, project), checkpoint_id=checkpoint_id, opponents=opponents
-        )
+        generations.policy_checkpoint(s, checkpoint_id)  # refused before anything is recorded
+        row = get_project(s, project)
+        name, conf = row.name, arena.settings(row)
+        total = generations.count_prompts(s, row.id, split="all")
+    device, _dtype = device_and_dtype()
+    setting = CAP_SETTING.get(device.type, "cpu_max_prompts")
+    cap = int(conf.get(setting) or 0) or None
+    if cap is not None and cap < total:
+        _say(f"arena {name}: on {device.type.upper()} this entry answers the first {cap} of "
+             f"{total} prompts (the same ones for every contestant); `rlhf arena config "
+             f"--project {name} --{setting.replace('_', '-')} 0` answers all", progress)  # fmt: skip
+        total = cap
+    else:
+        cap = None  # no cap, or one the arena does not reach
+    started = time.perf_counter()
+
+    def record(**values: Any) -> None:
+        with sessionmaker.begin() as s:
+            arena.record_entry(s, checkpoint_id=checkpoint_id, project=name, **values)
+
+    def batch_done(done: int, work: int, _elapsed: float) -> None:
+        # `work` excludes prompts answered before (a re-entry): they count as answered.
+        record(answered=total - work + done, seconds=time.perf_counter() - started)
+
+    record(answered=0, total=total, status="answering", seconds=0.0, cap=cap,
+           tasks_created=None, error=None)  # fmt: skip
+    try:
+        generated = answer_project(
+            sessionmaker, checkpoint_id=checkpoint_id, project=name, split="all",
+            max_new_tokens=int(conf["max_new_tokens"]), temperature=float(conf["temperature"]),
+            top_p=float(conf["top_p"]), seed=int(conf["seed"]), progress=progress, limit=cap,
+            label=f"arena {name}", on_progress=batch_done,
+        )  # fmt: skip
+        if generated["truncated"]:
+            _say(f"arena {name}: {generated['truncated']} of {generated['responses']} answers "
+                 f"were cut at max_new_tokens {conf['max_new_tokens']} (marked for labelers)",
+                 progress)  # fmt: skip
+        with sessionmaker.begin() as s:
+            scheduled = arena.schedule(
+                s, get_project(s, name), checkpoint_id=checkpoint_id, opponents=opponents
+            )
+    except Exception as exc:
+        try:
+            record(status="failed", error=str(exc), seconds=time.perf_counter() - started)
+        except Exception:  # noqa: BLE001 - the first error is the one to report
+            pass
+        raise
+    record(answered=total, status="entered", tasks_created=scheduled["created"],
+           seconds=time.perf_counter() - started)  # fmt: skip
     return {
         "project": project,
         "checkpoint_id": checkpoint_id,

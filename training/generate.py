@@ -23,12 +23,15 @@ How:
    generated once), else sampling with temperature and top_p (top_k off); the torch seed is
    set to seed + the batch's offset before each batch, so a run is repeatable for a given
    work list and batch size. A row stops at its first EOS; the batch stops when all rows did.
-5. Batch size: --batch_size, else `auto_batch_size` (see there). An out-of-memory error
-   halves the batch and retries it; at batch size 1 it is raised.
+5. Batch size: --batch_size, else `auto_batch_size` (see there; for stored answers on CPU
+   at most CPU_ANSWER_BATCH). An out-of-memory error halves the batch and retries it; at
+   batch size 1 it is raised.
 6. Answers are stored after each batch in their own transaction (a crash keeps finished
    batches): Response rows with author_kind=checkpoint, the checkpoint id, sampling_params
-   {temperature, top_p, max_new_tokens, seed, sample, model, base_model}, source "generate".
-   Empty answers are stored too: they are real model output.
+   {temperature, top_p, max_new_tokens, seed, sample, model, base_model, truncated: no EOS
+   came within max_new_tokens}, source "generate". Empty answers are stored too: they are
+   real model output. After each batch one line goes to stderr:
+   "generate demo: answered 8/20 prompts (40%), 1.2 min, ~1.8 min left".
 
 `generate` (fixed batches in the given order, sequences and masks kept) is the helper
 training/evaluate_policy.py uses for its reward and KL measurements.
@@ -45,6 +48,11 @@ from typing import Any
 from labeling.errors import InvalidInput
 
 CPU_BATCH_CAP = 32  # on CPU, bigger batches stop paying off and only risk swapping
+# Stored answers (answer_project: `rlhf generate`, arena entries) on CPU: a batch of 4 takes
+# a minute or two with SmolLM2-135M on 2 cores, so progress moves; measured there, 4 rows
+# step at about the speed of 2 (~11 tokens/s either way, 8 rows ~16), and a batch runs as
+# long as its longest answer, so small batches waste few steps on rows that already ended.
+CPU_ANSWER_BATCH = 4
 CUDA_BATCH_CAP = 256
 CPU_MEMORY_SHARE = 0.25  # of MemAvailable: the rest is for the OS, the app, other jobs
 CUDA_MEMORY_SHARE = 0.5  # of free GPU memory: allocator fragmentation, prefill peaks
@@ -183,14 +191,16 @@ def _cpu_available_bytes() -> int:
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
-def auto_batch_size(model, *, sequence_tokens: int, device=None) -> int:
+def auto_batch_size(
+    model, *, sequence_tokens: int, device=None, cpu_cap: int = CPU_BATCH_CAP
+) -> int:
     """How many sequences of `sequence_tokens` tokens (longest prompt + max_new_tokens) to
     generate at once.
 
     Rule: budget // bytes_per_sequence(model, sequence_tokens), at least 1, where
       on CUDA  budget = 50% of the free memory (torch.cuda.mem_get_info), capped at 256;
-      on CPU   budget = 25% of MemAvailable (/proc/meminfo), capped at 32: beyond that a
-               CPU is compute-bound and bigger batches only add padding and risk swapping.
+      on CPU   budget = 25% of MemAvailable (/proc/meminfo), capped at `cpu_cap` (32): beyond
+               that a CPU is compute-bound and bigger batches only add padding and risk swapping.
     The weights are already loaded, so they are not in the free memory any more.
     """
     import torch
@@ -201,7 +211,7 @@ def auto_batch_size(model, *, sequence_tokens: int, device=None) -> int:
         free, _total = torch.cuda.mem_get_info(device)
         budget, cap = int(free * CUDA_MEMORY_SHARE), CUDA_BATCH_CAP
     else:
-        budget, cap = int(_cpu_available_bytes() * CPU_MEMORY_SHARE), CPU_BATCH_CAP
+        budget, cap = int(_cpu_available_bytes() * CPU_MEMORY_SHARE), max(1, cpu_cap)
     return max(1, min(cap, budget // per_sequence))
 
 
@@ -236,10 +246,25 @@ class Generated:
     oom_retries: int = 0
     batches: int = 0
     padding: dict[str, int] = field(default_factory=dict)
+    truncated: list[bool] = field(default_factory=list)  # no EOS within max_new_tokens
 
     @property
     def total_tokens(self) -> int:
         return sum(self.tokens)
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min"
+
+
+def progress_line(label: str, done: int, total: int, elapsed: float, unit: str = "prompts") -> str:
+    """'arena demo-arena: answered 8/20 prompts (40%), 1.2 min, ~1.8 min left' (the time
+    left assumes the remaining batches take as long as the ones done)."""
+    share = done / total if total else 1.0
+    line = f"{label}: answered {done}/{total} {unit} ({share:.0%}), {_minutes(elapsed)}"
+    if 0 < done < total:
+        line += f", ~{_minutes(elapsed / done * (total - done))} left"
+    return line
 
 
 def generate_texts(
@@ -253,18 +278,24 @@ def generate_texts(
     seed: int = 0,
     batch_size: int | None = None,
     progress: bool = False,
-    on_batch: Callable[[list[int], list[str], list[int]], None] | None = None,
+    on_batch: Callable[[list[int], list[str], list[int], list[bool]], None] | None = None,
     generate_fn: Callable[..., Any] | None = None,
+    cpu_batch_cap: int = CPU_BATCH_CAP,
+    label: str = "generate",
+    unit: str = "prompts",
+    on_progress: Callable[[int, int, float], None] | None = None,
 ) -> Generated:
     """One answer per conversation, batched: sorted by length, left-padded, OOM-halving.
 
-    on_batch(indices, texts, tokens) is called after each batch with the positions (in
-    `prompts`) it answered: the caller stores them. generate_fn(model, input_ids=...,
-    attention_mask=..., **decoding) -> sequences replaces model.generate: tests use it to
-    simulate an out-of-memory error.
+    on_batch(indices, texts, tokens, truncated) is called after each batch with the
+    positions (in `prompts`) it answered: the caller stores them. generate_fn(model,
+    input_ids=..., attention_mask=..., **decoding) -> sequences replaces model.generate:
+    tests use it to simulate an out-of-memory error. With `progress`, one line per batch
+    goes to stderr (progress_line with `label` and `unit`); on_progress(done, total,
+    elapsed seconds) is called after each batch as well (after on_batch). cpu_batch_cap
+    caps the automatic batch size on CPU (auto_batch_size).
     """
     import torch
-    from tqdm.auto import tqdm
 
     if max_new_tokens < 1:
         raise InvalidInput("max_new_tokens must be at least 1")
@@ -280,62 +311,75 @@ def generate_texts(
     texts: list[str] = [""] * len(ids)
     tokens: list[int] = [0] * len(ids)
     token_ids: list[list[int]] = [[] for _ in ids]
+    truncated: list[bool] = [False] * len(ids)
     # Longest first: similar lengths share a batch, and the biggest batch comes first.
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]), reverse=True)
     if batch_size is None and ids:
         batch_size = auto_batch_size(
-            model, sequence_tokens=len(ids[order[0]]) + max_new_tokens, device=device
-        )
+            model, sequence_tokens=len(ids[order[0]]) + max_new_tokens, device=device,
+            cpu_cap=cpu_batch_cap,
+        )  # fmt: skip
     size = max(1, min(batch_size or 1, len(ids) or 1))
     stats = {"prompt_tokens": 0, "prompt_padding": 0, "steps_x_rows": 0}
     retries = batches = 0
     storing = 0.0  # seconds spent in on_batch: not generation time
     model.eval()
     started = time.perf_counter()
-    bar = tqdm(total=len(ids), disable=not progress, file=sys.stderr, unit="answer")
-    try:
-        with torch.inference_mode():
-            start = 0
-            while start < len(order):
-                chunk = order[start : start + size]
-                input_ids, mask = _pad_left([ids[i] for i in chunk], tokenizer.pad_token_id, device)
-                torch.manual_seed(seed + start)  # repeatable per batch, whatever came before
-                try:
-                    out = generate_fn(model, input_ids=input_ids, attention_mask=mask, **kwargs)
-                except Exception as exc:
-                    if not is_out_of_memory(exc) or size == 1:
-                        raise
-                    out = None
-                if out is None:
-                    # Outside the except block: its traceback no longer pins the tensors.
-                    del input_ids, mask
-                    if device.type == "cuda":
-                        torch.cuda.empty_cache()
-                    size, retries = max(1, size // 2), retries + 1
-                    bar.set_postfix(batch_size=size)
-                    continue
-                completion = out[:, input_ids.shape[1] :]
-                keep = _completion_mask(completion, eos)
-                counts = keep.sum(dim=1).tolist()
-                batch_texts = [
-                    tokenizer.decode(c[k.bool()], skip_special_tokens=True).strip()
-                    for c, k in zip(completion, keep, strict=True)
-                ]
-                rows = completion.tolist()
-                for i, text, count, row in zip(chunk, batch_texts, counts, rows, strict=True):
-                    texts[i], tokens[i], token_ids[i] = text, int(count), row[: int(count)]
-                stats["prompt_tokens"] += int(mask.sum())
-                stats["prompt_padding"] += int(mask.numel() - mask.sum())
-                stats["steps_x_rows"] += int(completion.numel())
-                if on_batch is not None:
-                    paused = time.perf_counter()
-                    on_batch(list(chunk), batch_texts, [int(c) for c in counts])
-                    storing += time.perf_counter() - paused
-                start += len(chunk)
-                batches += 1
-                bar.update(len(chunk))
-    finally:
-        bar.close()
+    with torch.inference_mode():
+        start = 0
+        while start < len(order):
+            chunk = order[start : start + size]
+            input_ids, mask = _pad_left([ids[i] for i in chunk], tokenizer.pad_token_id, device)
+            torch.manual_seed(seed + start)  # repeatable per batch, whatever came before
+            try:
+                out = generate_fn(model, input_ids=input_ids, attention_mask=mask, **kwargs)
+            except Exception as exc:
+                if not is_out_of_memory(exc) or size == 1:
+                    raise
+                out = None
+            if out is None:
+                # Outside the except block: its traceback no longer pins the tensors.
+                del input_ids, mask
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
+                size, retries = max(1, size // 2), retries + 1
+                if progress:
+                    print(f"{label}: out of memory, batch size now {size}", file=sys.stderr,
+                          flush=True)  # fmt: skip
+                continue
+            completion = out[:, input_ids.shape[1] :]
+            keep = _completion_mask(completion, eos)
+            counts = keep.sum(dim=1).tolist()
+            # No EOS among the kept tokens: the answer was cut at max_new_tokens.
+            cut = [
+                not any(int(t) in eos for t in c[k.bool()].tolist())
+                for c, k in zip(completion, keep, strict=True)
+            ]
+            batch_texts = [
+                tokenizer.decode(c[k.bool()], skip_special_tokens=True).strip()
+                for c, k in zip(completion, keep, strict=True)
+            ]
+            rows = completion.tolist()
+            for i, text, count, row, was_cut in zip(
+                chunk, batch_texts, counts, rows, cut, strict=True
+            ):
+                texts[i], tokens[i], token_ids[i] = text, int(count), row[: int(count)]
+                truncated[i] = was_cut
+            stats["prompt_tokens"] += int(mask.sum())
+            stats["prompt_padding"] += int(mask.numel() - mask.sum())
+            stats["steps_x_rows"] += int(completion.numel())
+            paused = time.perf_counter()
+            if on_batch is not None:
+                on_batch(list(chunk), batch_texts, [int(c) for c in counts], cut)
+            start += len(chunk)
+            batches += 1
+            elapsed = time.perf_counter() - started
+            if progress:
+                print(progress_line(label, start, len(order), elapsed, unit), file=sys.stderr,
+                      flush=True)  # fmt: skip
+            if on_progress is not None:
+                on_progress(start, len(order), elapsed)
+            storing += time.perf_counter() - paused
     return Generated(
         texts=texts,
         tokens=tokens,
@@ -345,6 +389,7 @@ def generate_texts(
         oom_retries=retries,
         batches=batches,
         padding=stats,
+        truncated=truncated,
     )
 
 
@@ -376,14 +421,19 @@ def answer_project(
     limit: int | None = None,
     progress: bool = True,
     generate_fn: Callable[..., Any] | None = None,
+    label: str | None = None,
+    on_progress: Callable[[int, int, float], None] | None = None,
 ) -> dict[str, Any]:
     """Answer a project's prompts with a policy checkpoint and store the answers.
 
     Returns {"checkpoint_id", "project", "split", "prompts" (answered now), "responses"
     (new rows), "response_ids", "skipped" (prompts already answered n times), "tokens"
     (generated tokens, EOS included, pads not), "seconds" (generation), "tokens_per_s",
-    "batch_size", "sampling_params"}. Each batch is committed in its own transaction.
-    generate_fn: see generate_texts (tests).
+    "batch_size", "sampling_params", "truncated" (answers cut at max_new_tokens)}. Each
+    batch is committed in its own transaction. On CPU the automatic batch size is at most
+    CPU_ANSWER_BATCH, so that the per-batch progress lines on stderr (progress=True;
+    `label`, default "generate PROJECT") come every minute or two, not once at the end.
+    generate_fn: see generate_texts (tests); on_progress too (the arena records it).
     """
     from labeling import generations
     from labeling.projects import get_project
@@ -425,6 +475,7 @@ def answer_project(
         "tokens_per_s": None,
         "batch_size": None,
         "sampling_params": params,
+        "truncated": 0,
     }
     if not plan.pending:
         return result
@@ -438,17 +489,19 @@ def answer_project(
     else:
         work = [(p, (i,)) for p in plan.pending for i in p.samples]
 
-    def store(indices: list[int], texts: list[str], _tokens: list[int]) -> None:
-        answers = [
-            (work[i][0].prompt_id, sample, text)
-            for i, text in zip(indices, texts, strict=True)
-            for sample in work[i][1]
-        ]
+    def store(indices: list[int], texts: list[str], _tokens: list[int], cut: list[bool]) -> None:
+        answers, flags = [], []
+        for i, text, was_cut in zip(indices, texts, cut, strict=True):
+            for sample in work[i][1]:
+                answers.append((work[i][0].prompt_id, sample, text))
+                flags.append(was_cut)
         with sessionmaker.begin() as s:
             ids = generations.store_generated(
-                s, checkpoint_id=checkpoint_id, answers=answers, sampling_params=params
-            )
+                s, checkpoint_id=checkpoint_id, answers=answers, sampling_params=params,
+                truncated=flags,
+            )  # fmt: skip
         result["response_ids"].extend(ids)
+        result["truncated"] += sum(flags)
 
     out = generate_texts(
         model,
@@ -462,6 +515,11 @@ def answer_project(
         progress=progress,
         on_batch=store,
         generate_fn=generate_fn,
+        cpu_batch_cap=CPU_ANSWER_BATCH,
+        label=label or f"generate {project_name}",
+        # Greedy work is one item per prompt; sampled, one per answer (n per prompt).
+        unit="prompts" if temperature == 0 or n == 1 else "answers",
+        on_progress=on_progress,
     )
     result.update(
         responses=len(result["response_ids"]),

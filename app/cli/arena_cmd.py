@@ -3,8 +3,10 @@
 rlhf projects create my-arena --kind arena
 rlhf arena add-prompts --project my-arena --from demo-write --split heldout
 rlhf arena enter --project my-arena --checkpoint 7      # generate answers, then schedule
+                                                        # (progress per batch on stderr)
 rlhf arena schedule --project my-arena                  # pair every contestant
 rlhf arena config --project my-arena --opponents all --no-auto-enter
+rlhf arena config --project my-arena --cpu-max-prompts 0   # on CPU too, answer every prompt
 rlhf arena status --project my-arena --json
 rlhf arena judge --project my-arena --reward 4 --json   # reward model vs the labelers
 """
@@ -48,6 +50,11 @@ def register(sub) -> None:
                     help="labelers' demonstrations of these prompts enter as 'human'")  # fmt: skip
     cf.add_argument("--max-prompts", type=int, help="at most this many prompts per pair")
     cf.add_argument("--min-pair-votes", type=int, help="votes every pair gets first")
+    cf.add_argument("--cpu-max-prompts", type=int,
+                    help="an entry generating on CPU answers at most the first N prompts "
+                    "(the same for every contestant); 0 = all")  # fmt: skip
+    cf.add_argument("--cuda-max-prompts", type=int,
+                    help="the same on a CUDA GPU (default 0 = all)")  # fmt: skip
     cf.add_argument("--max-new-tokens", type=int)
     cf.add_argument("--temperature", type=float)
     cf.add_argument("--top-p", type=float)
@@ -119,6 +126,7 @@ def config(args) -> int:
         "auto_enter": args.auto_enter, "opponents": args.opponents,
         "include_human": args.include_human, "max_prompts": args.max_prompts,
         "min_pair_votes": args.min_pair_votes, "max_new_tokens": args.max_new_tokens,
+        "cpu_max_prompts": args.cpu_max_prompts, "cuda_max_prompts": args.cuda_max_prompts,
         "temperature": args.temperature, "top_p": args.top_p, "seed": args.seed,
     }  # fmt: skip
     with transaction() as s:

@@ -6,7 +6,8 @@ rlhf generate --checkpoint 7 --project demo [--split heldout] [--n 2] [--tempera
 -> {"checkpoint_id": 7, "prompts": 40, "responses": 80, "skipped": 0, "tokens": 6120,
     "tokens_per_s": 75.7, "batch_size": 32, ...}                       (training/generate.py)
 
-The progress bar goes to stderr, the result to stdout. Running the same command again skips
+Progress goes to stderr, one line per batch (small batches on CPU, so it moves), the result
+to stdout; answers cut at --max_new_tokens are counted in "truncated" and marked on the row. Running the same command again skips
 the prompts already answered with the same sampling parameters.
 """
 
@@ -73,4 +74,7 @@ def generate(args) -> int:
             f"{out['skipped']} prompts skipped (already answered), {out['tokens']} tokens "
             f"in {out['seconds']:.1f} s ({rate} tokens/s, batch size {out['batch_size'] or '-'})"
         )
+        if out["truncated"]:
+            print(f"{out['truncated']} answers were cut at --max_new_tokens "
+                  f"{args.max_new_tokens} (marked truncated)")  # fmt: skip
     return 0

@@ -21,7 +21,8 @@ style come along for the per-category and style-controlled views.
 
 Modules: settings.py (DEFAULTS, settings, configure), contestants.py (prompts and answers
 entering, names, overview), scheduling.py (`schedule`), matchmaking.py (`rebalance`,
-`after_vote`), votes.py (`battles`, leaderboards, judge rows); this package re-exports them.
+`after_vote`), votes.py (`battles`, leaderboards, judge rows), entries.py (how a checkpoint's
+entry is going, recorded on its run); this package re-exports them.
 """
 
 from labeling.arena.contestants import (
@@ -32,6 +33,7 @@ from labeling.arena.contestants import (
     copy_prompts,
     overview,
 )
+from labeling.arena.entries import entry_progress, record_entry
 from labeling.arena.matchmaking import (
     PHASE_ONE,
     PHASE_TWO_SCALE,
@@ -72,12 +74,14 @@ __all__ = [
     "contestant_names",
     "copy_prompts",
     "current_leader",
+    "entry_progress",
     "judge_rows",
     "leaderboard_view",
     "only_category",
     "overview",
     "project_leaderboard",
     "rebalance",
+    "record_entry",
     "schedule",
     "settings",
 ]

@@ -131,3 +131,101 @@ def test_checkpoints_add_registers_a_baseline(cli, snaps, tiny_models, Session):
     twice = cli("checkpoints", "add", "--model", f"checkpoint:{out['checkpoint_id']}", user="eng")
     assert twice.code == 1 and "already checkpoint" in twice.err
     assert cli("checkpoints", "add", "--model", "default", user="lab").code == 1  # a labeler
+
+
+def _trained_checkpoint(Session, tiny_models, snapshot_id: int) -> tuple[int, int]:  # noqa: N803
+    """(run id, checkpoint id): a succeeded run whose checkpoint is the tiny policy."""
+    import os
+    import shutil
+
+    from labeling.registry import training_records as tr
+
+    def copy_policy(directory):
+        for name in os.listdir(tiny_models["policy"]):
+            shutil.copy(os.path.join(tiny_models["policy"], name), directory / name)
+
+    with Session.begin() as s:
+        run = tr.start_run(s, kind="sft", snapshot_id=snapshot_id, config={}, created_by=None)
+        directory = tr.write_checkpoint_dir(f"sft-run{run.id}", copy_policy)
+        ck = tr.register_checkpoint(s, kind="policy", directory=directory, run_id=run.id,
+                                    base_model="tiny-policy")  # fmt: skip
+        tr.finish_run(s, run.id, metrics={"train_loss": 1.0})
+        return run.id, ck.id
+
+
+def test_a_capped_entry_reports_per_batch_and_every_contestant_gets_the_same_prompts(
+    cli, admin, snaps, checkpoints, tiny_models, Session, monkeypatch,  # noqa: N803
+):  # fmt: skip
+    from app.ui.pages.engineer_runs import entry_text
+    from labeling import arena
+    from labeling.models import Prompt
+    from training import arena_entry
+    from training.generate import CPU_ANSWER_BATCH, device_and_dtype
+
+    eng, cap = "eng", 6
+    assert cli("projects", "create", "capped", "--kind", "arena", user=admin).code == 0
+    with Session.begin() as s:
+        source = s.scalar(select(Project.name).where(Project.kind == "pairwise"))
+    assert cli("arena", "add-prompts", "--project", "capped", "--from", source, "--split",
+               "all", user=eng).code == 0  # fmt: skip
+    cfg = cli("arena", "config", "--project", "capped", "--max-new-tokens", "5",
+              "--cpu-max-prompts", str(cap), "--cuda-max-prompts", "0", user=eng)  # fmt: skip
+    assert cfg.code == 0, cfg.err
+    on_cpu = device_and_dtype()[0].type == "cpu"
+    expected = cap if on_cpu else 7  # no cap on CUDA unless one is set
+    with Session.begin() as s:
+        arena_id = s.scalar(select(Project.id).where(Project.name == "capped"))
+        first_ids = s.scalars(
+            select(Prompt.id).where(Prompt.project_id == arena_id).order_by(Prompt.id)
+        ).all()[:expected]
+
+    base = checkpoints["base"]
+    entered = cli("arena", "enter", "--project", "capped", "--checkpoint", str(base), "--json",
+                  user=eng)  # fmt: skip
+    assert entered.code == 0, entered.err
+    # --json stdout is the same dict as ever; the words are on stderr.
+    assert set(entered.json()) == {"project", "checkpoint_id", "answers", "answers_skipped",
+                                   "tasks_created", "pairs"}  # fmt: skip
+    assert entered.json()["answers"] == expected
+    lines = [x for x in entered.err.splitlines() if x.startswith("arena capped: answered")]
+    batches = -(-expected // CPU_ANSWER_BATCH) if on_cpu else len(lines)
+    assert len(lines) == batches and (batches >= 2 or not on_cpu)  # one line per batch
+    assert lines[-1].startswith(f"arena capped: answered {expected}/{expected} prompts (100%)")
+    if on_cpu:
+        assert f"answers the first {cap} of 7 prompts" in entered.err
+        assert "--cpu-max-prompts 0" in entered.err
+
+    # A trained checkpoint enters the way the hook after a run does; its run records how the
+    # entry went after every batch (the spy keeps the real function).
+    run_id, trained = _trained_checkpoint(Session, tiny_models, snaps["preference"])
+    recorded = []
+    real = arena.record_entry
+
+    def spy(session, **values):
+        recorded.append(values.get("answered"))
+        return real(session, **values)
+
+    monkeypatch.setattr(arena, "record_entry", spy)
+    results = arena_entry.enter_auto_arenas(Session, trained, progress=False)
+    monkeypatch.setattr(arena, "record_entry", real)
+    mine = next(r for r in results if r["project"] == "capped")
+    assert mine["answers"] == expected and "error" not in mine
+    # 0 at the start, the running count after each batch, then the entered total.
+    if on_cpu:
+        assert recorded == [0, *range(CPU_ANSWER_BATCH, expected, CPU_ANSWER_BATCH),
+                            expected, expected]  # fmt: skip
+    assert recorded[0] == 0 and recorded[-1] == expected
+
+    with Session.begin() as s:
+        answered = {
+            ck: sorted(s.scalars(select(Response.prompt_id).where(Response.checkpoint_id == ck)))
+            for ck in (base, trained)
+        }
+        assert answered[base] == answered[trained] == first_ids
+        flags = s.scalars(select(Response.sampling_params).where(
+            Response.checkpoint_id == trained)).all()  # fmt: skip
+        assert all(isinstance(f["truncated"], bool) for f in flags)
+        (entry,) = [e for e in arena.entry_progress(s, run_id) if e["project"] == "capped"]
+    assert (entry["answered"], entry["total"], entry["status"]) == (expected, expected, "entered")
+    assert entry["cap"] == (cap if on_cpu else None)
+    assert entry_text(entry).startswith(f"arena entry capped: {expected}/{expected} prompts")

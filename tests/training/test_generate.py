@@ -198,6 +198,7 @@ def test_rlhf_generate_stores_answers_and_is_idempotent(cli, project, Session): 
     for _pid, _split, text, sha, author, checkpoint_id, params, source in rows:
         assert author == AuthorKind.checkpoint and checkpoint_id == project["policy"]
         assert sha == sha256_text(text) and source == "generate"
+        assert isinstance(params.pop("truncated"), bool)  # no EOS within max_new_tokens
         assert params == {
             "temperature": 0.0, "top_p": 1.0, "max_new_tokens": 4, "seed": 0, "sample": 0,
             "model": "tiny-policy", "base_model": "tiny-llama",
@@ -277,3 +278,59 @@ def test_a_crash_keeps_the_batches_already_stored(project, Session):  # noqa: N8
     out = gen.answer_project(Session, **common)
     assert (out["prompts"], out["responses"], out["skipped"]) == (len(HELDOUT) - 1, 3, 1)
     assert len({r[0] for r in _generated(Session)}) == len(HELDOUT)
+
+
+def test_truncated_is_true_exactly_where_no_eos_came(tiny):
+    model, tokenizer = tiny
+    plain = gen.generate_texts(model, tokenizer, CONVERSATIONS, max_new_tokens=6, batch_size=3)
+    eos = gen.eos_ids(model, tokenizer)
+    assert plain.truncated == [not set(ids) & eos for ids in plain.token_ids]
+    # Make a token the model really emits an end-of-sequence token: the answers that say it
+    # now stop there (not cut), the others still run into the limit (cut).
+    stop = plain.token_ids[0][1]
+    saved = model.generation_config.eos_token_id
+    model.generation_config.eos_token_id = sorted({*eos, stop})
+    try:
+        out = gen.generate_texts(model, tokenizer, CONVERSATIONS, max_new_tokens=6, batch_size=3)
+    finally:
+        model.generation_config.eos_token_id = saved
+    said = [stop in ids for ids in plain.token_ids]
+    assert said[0] and out.truncated[0] is False and out.token_ids[0][-1] == stop
+    expected = [not s and len(ids) == 6 for s, ids in zip(said, plain.token_ids, strict=True)]
+    assert out.truncated == expected
+    assert True in out.truncated or all(said)
+
+
+def test_progress_is_one_line_per_batch_on_stderr(tiny, capsys):
+    model, tokenizer = tiny
+    seen = []
+    gen.generate_texts(
+        model, tokenizer, CONVERSATIONS, max_new_tokens=3, batch_size=2, progress=True,
+        label="arena demo-arena", on_progress=lambda *a: seen.append(a[:2]),
+    )  # fmt: skip
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.splitlines()
+    assert [line.split(",")[0] for line in lines] == [
+        f"arena demo-arena: answered {n}/6 prompts ({n / 6:.0%})" for n in (2, 4, 6)
+    ]
+    assert "min left" in lines[0] and "left" not in lines[-1]
+    assert seen == [(2, 6), (4, 6), (6, 6)]
+    assert gen.progress_line("x", 8, 20, 72.0) == (
+        "x: answered 8/20 prompts (40%), 1.2 min, ~1.8 min left"
+    )
+    gen.generate_texts(model, tokenizer, CONVERSATIONS, max_new_tokens=2, batch_size=2)
+    assert capsys.readouterr().err == ""  # quiet unless asked
+
+
+def test_stored_answers_come_in_small_batches_on_cpu(project, Session, capsys):  # noqa: N803
+    out = gen.answer_project(Session, checkpoint_id=project["policy"], project="gen",
+                             split="all", max_new_tokens=3)  # fmt: skip
+    total = len(HELDOUT) + len(TRAIN)
+    assert out["batch_size"] == gen.CPU_ANSWER_BATCH < total and out["responses"] == total
+    # (transformers' own "Loading weights" bar shares stderr)
+    lines = [x for x in capsys.readouterr().err.splitlines() if x.startswith("generate gen:")]
+    assert len(lines) == -(-total // gen.CPU_ANSWER_BATCH)  # one per batch
+    assert lines[-1].startswith(f"generate gen: answered {total}/{total} prompts (100%)")
+    flags = [r[6]["truncated"] for r in _generated(Session)]
+    assert out["truncated"] == sum(flags) and len(flags) == total

@@ -1,11 +1,12 @@
 """Compare two answers: the labeler's main screen. Keyboard: A / B / T / X to choose,
-1 / 2 / 3 for strength, Enter to submit, S to skip."""
+1 / 2 / 3 for strength, Enter to submit, S to skip, U to undo the last submit (for a minute:
+the same task comes back with the choice, strength and rationale given, to correct)."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from app.ui import auth, state, widgets
+from app.ui import auth, state, undo_offer, widgets
 from app.ui import render as show
 from app.ui.actions import flash, show_flash
 from labeling import labeler_views as lv
@@ -41,14 +42,14 @@ def _strength(value: int) -> None:
     st.session_state[state.STRENGTH] = value
 
 
-def _submit(user_id: int, project_id: int, assignment_id: int) -> None:
+def _submit(user_id: int, project_id: int, assignment_id: int, task_id: int) -> None:
     if st.session_state.get(state.ASSIGNMENT_ID) != assignment_id:
         return  # a stale click from a task no longer on screen
     choice = st.session_state.get(state.CHOICE)
     if choice is None:
         flash("warning", "Pick A, B, Tie or Both bad first.")
         return
-    widgets.advance(
+    outcome = widgets.advance(
         user_id,
         project_id,
         lv.submit_compare,
@@ -59,6 +60,15 @@ def _submit(user_id: int, project_id: int, assignment_id: int) -> None:
         time_spent_ms=widgets.time_spent_ms(),
         idempotency_key=st.session_state.get(state.SUBMIT_KEY),
     )
+    undo_offer.offer(project_id, task_id, outcome)
+
+
+def _prefill(result) -> None:
+    """After an undo: the judgment that was taken back, on screen again to correct."""
+    previous = result.previous
+    st.session_state[state.CHOICE] = previous["screen_choice"]
+    st.session_state[state.STRENGTH] = previous.get("strength") or 2
+    st.session_state[f"rationale-{result.assignment_id}"] = previous.get("rationale") or ""
 
 
 def render() -> None:
@@ -68,6 +78,7 @@ def render() -> None:
         st.info("There are no comparison projects yet.")
         return
     show_flash()
+    undo_offer.undo_button(user.id, project.id, shortcut="u", prefill=_prefill)
     view = widgets.current_task(user, project.id)
     if view is None:
         widgets.empty_queue(user.id, project.id)
@@ -81,6 +92,8 @@ def render() -> None:
             st.subheader(side.upper(), anchor=False)
             with st.container(key=f"answer-{side}", height=height, border=True):
                 show.untrusted(answer.text)
+            if answer.truncated:
+                st.caption("(cut at the length limit)")
 
     chosen = st.session_state.get(state.CHOICE)
     with st.container(horizontal=True, key="choices"):
@@ -121,7 +134,7 @@ def render() -> None:
         # Never disabled: an Enter pressed right after "a", before the highlight is painted,
         # must not be swallowed by a disabled button (the callback warns if nothing is chosen).
         on_click=_submit,
-        args=(user.id, project.id, view.assignment_id),
+        args=(user.id, project.id, view.assignment_id, view.task_id),
     )
     widgets.skip_and_flag(user.id, project.id, view.assignment_id)
     widgets.counter(user.id, project.id)

@@ -1,5 +1,6 @@
-"""Engineer · Runs and checkpoints: every training run, cancelling one, its metrics, and the
-checkpoints with their lineage (parent checkpoint, the run that made it, its snapshot)."""
+"""Engineer · Runs and checkpoints: every training run, cancelling one, its metrics, its
+checkpoint's arena entries ("arena entry demo-arena: 4/8 prompts", labeling/arena/entries.py),
+and the checkpoints with their lineage (parent checkpoint, the run that made it, its snapshot)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import pandas as pd
 import streamlit as st
 
 from app.ui import auth, state
+from app.ui import render as show
 from app.ui.actions import act, show_flash
 from app.ui.db import transaction
+from labeling import arena
 from labeling.models import RunStatus
 from labeling.registry import runs
 
@@ -152,6 +155,9 @@ def run_details(user_id: int, rows: list[dict]) -> None:
     with transaction() as s:
         metrics = runs.run_metrics(s, run_id)
         log_tail = runs.get_run(s, run_id).log_tail
+        entries = arena.entry_progress(s, run_id)
+    for entry in entries:
+        st.caption(entry_text(entry))
     if metrics:
         frame = pd.DataFrame(metrics).set_index("step")
         numeric = [c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c])]
@@ -166,6 +172,24 @@ def run_details(user_id: int, rows: list[dict]) -> None:
     if log_tail:
         with st.expander("Log (last lines)"):
             st.code(log_tail, language=None)
+
+
+def entry_text(entry: dict) -> str:
+    """'arena entry demo-arena: 4/8 prompts answered, 1.2 min' (the arena's name is inert)."""
+    text = (f"arena entry {show.inline(entry['project'])}: {entry.get('answered', 0)}/"
+            f"{entry.get('total', '?')} prompts")  # fmt: skip
+    status = entry.get("status")
+    if status == "entered":
+        text += f" · entered, {entry.get('tasks_created') or 0} new tasks"
+    elif status == "failed":
+        text += f" · did not enter: {show.inline(entry.get('error') or 'unknown error')}"
+    else:
+        text += " answered so far"
+    if entry.get("cap"):
+        text += f" (capped at {entry['cap']})"
+    if isinstance(entry.get("seconds"), int | float):
+        text += f", {entry['seconds'] / 60:.1f} min"
+    return text
 
 
 def _cancel(user_id: int, run_id: int) -> None:
