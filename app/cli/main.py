@@ -18,6 +18,7 @@ from app.cli import (
     import_cmd,
     leaderboard_cmd,
     projects_cmd,
+    quality_cmd,
     serve_cmd,
     snapshot_cmd,
     tasks_cmd,
@@ -41,6 +42,7 @@ COMMANDS = [
     generate_cmd,
     arena_cmd,
     leaderboard_cmd,
+    quality_cmd,
     worker_cmd,
 ]
 

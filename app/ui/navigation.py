@@ -25,7 +25,7 @@ class PageEntry(NamedTuple):
 
 
 # Section -> pages, in the order the sidebar shows them. Import is listed once, under
-# Engineer: admins see that section too. An admin has 13 pages: past 12 Streamlit would
+# Engineer: admins see that section too. An admin has 14 pages: past 12 Streamlit would
 # fold the last ones behind "View more", so main.py shows the navigation expanded.
 SECTIONS: dict[str, list[PageEntry]] = {
     "Label": [
@@ -49,6 +49,7 @@ SECTIONS: dict[str, list[PageEntry]] = {
             "snapshots",
             "snapshot.read",
         ),
+        PageEntry("quality", "Label quality", ":material/fact_check:", "quality", "quality"),
         PageEntry(
             "engineer_training", "Launch training", ":material/rocket_launch:", "training", "train"
         ),

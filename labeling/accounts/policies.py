@@ -32,6 +32,7 @@ POLICIES: dict[str, tuple[Role, ...]] = {
     "import": STAFF,
     "snapshot.create": STAFF,
     "snapshot.read": STAFF,
+    "quality": STAFF,  # label-quality metrics: rlhf quality, the Quality page (read-only)
     # training and models
     "train": STAFF,
     "worker": STAFF,

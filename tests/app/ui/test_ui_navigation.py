@@ -34,13 +34,14 @@ def test_each_role_sees_the_sections_its_policies_allow():
     assert engineer["Engineer"] == [
         "Import",
         "Snapshots",
+        "Label quality",
         "Launch training",
         "Runs and checkpoints",
     ]
     admin = _titles(Role.admin)
     assert list(admin) == ["Label", "Results", "Engineer", "Admin"]
     assert admin["Admin"] == ["Projects", "Users", "Dashboard"]
-    assert sum(map(len, admin.values())) == 13
+    assert sum(map(len, admin.values())) == 14
 
 
 def _required_actions(path: Path) -> list[str]:
