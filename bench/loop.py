@@ -61,13 +61,13 @@ class StageFailed(RuntimeError):
 def stage_flags(opts) -> dict[str, list[str]]:
     """The training flags of each stage (TRL / PPOConfig field names)."""
     quick = opts.quick
-    sft = ["--max_steps", "2" if quick else str(opts.sft_steps), "--learning_rate", "1e-3",
+    sft = ["--max_steps", "2" if quick else str(opts.sft_steps), "--learning_rate", opts.sft_lr,
            "--per_device_train_batch_size", "8", "--max_length", "96", *LORA, *NO_SAVES]  # fmt: skip
-    grpo = ["--max_steps", "1" if quick else str(opts.grpo_steps), "--learning_rate", "2e-5",
+    grpo = ["--max_steps", "1" if quick else str(opts.grpo_steps), "--learning_rate", opts.grpo_lr,
             "--per_device_train_batch_size", "8", "--num_generations", "4",
             "--max_completion_length", "16", "--temperature", "1.0", "--beta", "0.02",
             *LORA, *NO_SAVES]  # fmt: skip
-    ppo = ["--max_steps", "1" if quick else str(opts.ppo_steps), "--learning_rate", "1e-5",
+    ppo = ["--max_steps", "1" if quick else str(opts.ppo_steps), "--learning_rate", opts.ppo_lr,
            "--per_device_train_batch_size", "8", "--response_length", "16",
            "--temperature", "0.7", "--kl_coef", "0.02", *LORA, *NO_SAVES]  # fmt: skip
     return {"sft": sft, "grpo": grpo, "ppo": ppo}
@@ -185,6 +185,9 @@ def main() -> int:
     parser.add_argument("--sft-steps", type=int, default=30)
     parser.add_argument("--grpo-steps", type=int, default=8)
     parser.add_argument("--ppo-steps", type=int, default=8)
+    parser.add_argument("--sft-lr", default="1e-3")
+    parser.add_argument("--grpo-lr", default="2e-5")
+    parser.add_argument("--ppo-lr", default="1e-5")
     parser.add_argument("--max-new-tokens", type=int, default=24, help="per answer (24)")
     parser.add_argument(
         "--models-cache", type=Path, default=Path("/tmp/rlhf-bench/models"),

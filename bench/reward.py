@@ -163,6 +163,7 @@ def run_ours(variant: str, opts) -> dict:
     from labeling.db import make_engine, make_sessionmaker
     from labeling.models import Checkpoint
     from reward.train import run
+    from training.spec import Call, RunSpec
 
     flags = list(BACKBONE_FLAGS[variant])
     if variant == "ours-smollm2" and opts.bf16:
@@ -173,8 +174,9 @@ def run_ours(variant: str, opts) -> dict:
     with maker.begin() as s:
         name = f"bench-{variant}-{os.getpid()}"
         user_id = add_user(s, name=name, role="engineer", password="bench-password-1").id
-    result = run(snapshot_id=opts.snapshot_id, created_by=user_id, sessionmaker=maker,
-                 base=BASES[variant], flags=flags, json_output=True)  # fmt: skip
+    spec = RunSpec.from_flags("reward", snapshot_id=opts.snapshot_id, base=BASES[variant],
+                              flags=flags)  # fmt: skip
+    result = run(spec, Call(created_by=user_id, sessionmaker=maker, json_output=True))
     with maker.begin() as s:
         evaluation = dict(s.get(Checkpoint, result["checkpoint_id"]).evaluation)
     m = result["metrics"]
