@@ -76,9 +76,10 @@ def scripted_votes(env: dict, project: str, votes: int, seed: int = 0) -> int:
                 assignment = queue.claim_next(s, project_id=arena.id, user_id=user.id)
                 if assignment is None:
                     break
+                choice = rng.choice(("a", "b", "a", "b", "tie"))
                 queue.submit_preference(
-                    s, task_id=assignment.task.id, user_id=user.id,
-                    choice=rng.choice(("a", "b", "a", "b", "tie")), strength=2,
+                    s, task_id=assignment.task.id, user_id=user.id, choice=choice,
+                    strength=None if choice == "tie" else 2,
                     time_spent_ms=rng.randint(8_000, 30_000),
                 )  # fmt: skip
                 cast += 1
