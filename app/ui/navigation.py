@@ -83,8 +83,12 @@ def visible_sections(role: Role) -> dict[str, list[PageEntry]]:
 
 
 def pages(role: Role) -> dict[str, list]:
-    """st.Page objects for `role`; a page's module is imported only when it is shown."""
-    return {
+    """st.Page objects for `role`; a page's module is imported only when it is shown.
+
+    Streamlit serves the default page at "/" and nowhere else, so a first page that were the
+    default would answer its own URL (/compare) with "Page not found". The default is a hidden
+    page that forwards "/" to the role's first page instead: every page keeps its URL."""
+    sections = {
         name: [
             st.Page(
                 importlib.import_module(f"app.ui.pages.{e.module}").render,
@@ -96,3 +100,11 @@ def pages(role: Role) -> dict[str, list]:
         ]
         for name, entries in visible_sections(role).items()
     }
+    first_section = next(iter(sections.values()))
+    first = first_section[0]
+    home = st.Page(
+        lambda: st.switch_page(first), title=first.title, icon=first.icon, url_path="home",
+        default=True, visibility="hidden",
+    )  # fmt: skip
+    first_section.insert(0, home)
+    return sections

@@ -144,6 +144,11 @@ def test_labeler_cannot_open_admin_pages_by_url(serve, new_page):
         wait_idle(page)
         shot(page, f"pushed-{path}")
         _assert_no_admin_page(page, path)
+    # the labeler's own pages have routes too: /compare is found (not the fallback page)
+    goto(page, server, "compare")
+    wait_idle(page)
+    assert "Page not found" not in page.locator("body").inner_text()
+    assert "/compare" in page.url
     assert page.watch.dialogs == []
 
 
