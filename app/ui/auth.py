@@ -12,6 +12,7 @@ read the token.
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 
 import streamlit as st
@@ -62,7 +63,7 @@ def current_user() -> CurrentUser | None:
         found = _lookup(token) if token else None
         if found is None:
             if token:
-                ss[state.COOKIE_PENDING] = ""  # a dead cookie: drop it
+                _hand_to_cookie("")  # a dead cookie: drop it
             token = _oidc_token()
             found = _lookup(token) if token else None
         if found is None:
@@ -84,7 +85,7 @@ def _forget(*, ended: bool) -> None:
     """Clear everything this browser session knew; the cookie goes too."""
     st.session_state.clear()
     st.session_state[state.LOGGED_OUT] = True  # the old cookie or SSO must not log back in
-    st.session_state[state.COOKIE_PENDING] = ""
+    _hand_to_cookie("")
     if ended:
         st.session_state[state.SESSION_ENDED] = True
 
@@ -116,7 +117,7 @@ def _oidc_token() -> str | None:
         except PermissionDenied:
             return None
         token = web_sessions.start(s, user_id=user_id)
-    st.session_state[state.COOKIE_PENDING] = token
+    _hand_to_cookie(token)
     return token
 
 
@@ -152,7 +153,7 @@ def _start(current: CurrentUser, token: str) -> None:
     st.session_state.clear()  # nothing from before the login survives it
     st.session_state[state.USER_ID] = current.id
     st.session_state[state.TOKEN] = token
-    st.session_state[state.COOKIE_PENDING] = token
+    _hand_to_cookie(token)
 
 
 def change_password(current: CurrentUser, old: str, new: str, again: str) -> None:
@@ -185,12 +186,24 @@ def log_out() -> None:
         st.logout()  # also end the single sign-on identity, or a reload would log back in
 
 
+def _hand_to_cookie(token: str) -> None:
+    """Queue `token` for the cookie ("" clears it); a fresh key tells this hand-over's
+    acknowledgement apart from an earlier one's."""
+    st.session_state[state.COOKIE_PENDING] = (token, f"session-cookie-{secrets.token_hex(4)}")
+
+
 def sync_cookie() -> None:
-    """Hand a new token to the server once (it sets the HttpOnly cookie), or clear the
-    cookie after logout. Rendered once per run by main.py; the token is not kept in the page."""
-    pending = st.session_state.pop(state.COOKIE_PENDING, None)
-    if pending is not None:
-        _cookie_component(data={"token": pending}, key="session-cookie")
+    """Hand a new token to the server (it sets the HttpOnly cookie), or clear the cookie after
+    logout. Rendered by main.py on every run until the page says the server stored it: the run
+    that rendered it may be cut short (st.switch_page, st.rerun) before the browser ran it,
+    and a reload then would find no cookie."""
+    pending = st.session_state.get(state.COOKIE_PENDING)
+    if pending is None:
+        return
+    token, key = pending
+    result = _cookie_component(data={"token": token}, key=key, on_stored_change=lambda: None)
+    if result.get("stored"):
+        st.session_state.pop(state.COOKIE_PENDING, None)
 
 
 def require_action(action: str) -> CurrentUser:

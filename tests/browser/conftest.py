@@ -385,6 +385,19 @@ def login(page, server: Server, name: str, password: str, *, expect_ok: bool = T
     no_exception(page)
     if expect_ok:
         sidebar(page).get_by_text("Signed in as").wait_for(state="visible")
+        wait_for_session_cookie(page)
+
+
+def wait_for_session_cookie(page, timeout: float = 15.0) -> None:
+    """After a login the page hands the token to the server, which sets the HttpOnly cookie a
+    reload needs; a test that reloads at once must not outrun it (nor may the app drop it)."""
+    from app.ui.web_security import COOKIE
+
+    deadline = time.monotonic() + timeout
+    while not any(c["name"] == COOKIE for c in page.context.cookies()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {COOKIE} cookie {timeout:.0f} s after logging in")
+        page.wait_for_timeout(100)
 
 
 def close_notice(page) -> None:
