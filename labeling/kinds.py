@@ -76,6 +76,12 @@ class FlagReason(enum.StrEnum):
     other = "other"
 
 
+class ReviewAction(enum.StrEnum):
+    accept = "accept"  # the label stands (and leaves the review queue)
+    reject = "reject"  # the label leaves every later snapshot; kept in the history
+    relabel = "relabel"  # the reviewer's own judgment replaces the label in later snapshots
+
+
 class SnapshotKind(enum.StrEnum):
     sft = "sft"
     preference = "preference"

@@ -38,6 +38,7 @@ from labeling.kinds import (  # re-exported: the enums live there, free of SQLAl
     FlagReason,
     Origin,
     ProjectKind,
+    ReviewAction,
     Role,
     RunKind,
     RunStatus,
@@ -107,6 +108,9 @@ class User(Base):
     role: Mapped[Role] = mapped_column(_enum(Role, "role"))
     password_hash: Mapped[str | None] = mapped_column(String(255))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Set by a reviewer (labeling.quality.review.pause): the account still logs in and sees
+    # its history, but claims no new tasks until unpaused.
+    paused_at: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     __table_args__ = (CheckConstraint("length(name) > 0", name="name_not_empty"),)
 
@@ -456,6 +460,52 @@ class Ranking(Base):
     __table_args__ = (
         UniqueConstraint("task_id", "user_id"),
         CheckConstraint("time_spent_ms IS NULL OR time_spent_ms >= 0", name="time_nonnegative"),
+    )
+
+
+class LabelReview(Base):
+    """A reviewer's decision on one label (exactly one of preference, ranking, demonstration).
+
+    Append-only: the latest review of a label (highest id) is the one in force, earlier ones
+    stay as its history. A relabel carries the reviewer's judgment (choice and strength for a
+    preference, order for a ranking), which replaces the label's in later snapshots; the
+    label row itself never changes.
+    """
+
+    __tablename__ = "label_reviews"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
+    preference_id: Mapped[int | None] = mapped_column(
+        ForeignKey("preferences.id", ondelete="CASCADE")
+    )
+    ranking_id: Mapped[int | None] = mapped_column(ForeignKey("rankings.id", ondelete="CASCADE"))
+    demonstration_id: Mapped[int | None] = mapped_column(
+        ForeignKey("demonstrations.id", ondelete="CASCADE")
+    )
+    action: Mapped[ReviewAction] = mapped_column(_enum(ReviewAction, "action"))
+    choice: Mapped[Choice | None] = mapped_column(_enum(Choice, "choice"))
+    strength: Mapped[int | None] = mapped_column(Integer)
+    order: Mapped[list[Any] | None] = mapped_column()
+    note: Mapped[str | None] = mapped_column(Text)
+    reviewer_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    __table_args__ = (
+        CheckConstraint(
+            "(CASE WHEN preference_id IS NULL THEN 0 ELSE 1 END)"
+            " + (CASE WHEN ranking_id IS NULL THEN 0 ELSE 1 END)"
+            " + (CASE WHEN demonstration_id IS NULL THEN 0 ELSE 1 END) = 1",
+            name="one_label",
+        ),
+        CheckConstraint(
+            "action <> 'relabel' OR choice IS NOT NULL OR \"order\" IS NOT NULL",
+            name="relabel_has_judgment",
+        ),
+        CheckConstraint("strength IS NULL OR (strength BETWEEN 1 AND 3)", name="strength_range"),
+        Index("ix_label_reviews_project", "project_id", "id"),
+        Index("ix_label_reviews_preference", "preference_id"),
+        Index("ix_label_reviews_ranking", "ranking_id"),
+        Index("ix_label_reviews_demonstration", "demonstration_id"),
     )
 
 
