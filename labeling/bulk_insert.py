@@ -95,6 +95,18 @@ TASK_COLUMNS = (
 )
 DEMO_COLUMNS = ("id", "task_id", "origin", "response_id", "created_at")
 PREF_COLUMNS = ("id", "task_id", "origin", "choice", "created_at")
+# An imported label with a labeler (or other details: strength, side, time, its own time).
+LABELED_PREF_COLUMNS = (
+    "id",
+    "task_id",
+    "user_id",
+    "origin",
+    "choice",
+    "strength",
+    "left_response_id",
+    "time_spent_ms",
+    "created_at",
+)
 
 
 class _SQLiteWriter:

@@ -27,7 +27,18 @@ verifier checks completions against (verifiable rewards): text or a number, at m
 MAX_ANSWER_CHARS characters; an empty cell means none. It belongs to the prompt, not to a
 response, so `prompt`/`answer` rows are prompts with answers (`messages` + `answer` too).
 
-Size: about 700 lines kept in one module on purpose: the eight row formats, their detection
+Imported labels (preference pairs: preference, hh-rlhf, comparison, alpacafarm): a row may say
+who gave its choice and how, so that labels from another tool can be audited here (LABEL_FIELDS):
+`labeler` (an account name: 1-64 letters, digits, '_', '.', '@', '+' or '-'; a number is taken
+as its text; null means none, an empty text is an error), `shown_left` (which answer that
+labeler saw on the left: chosen | rejected, or for comparison rows a | b, also chosen |
+rejected where the row has a decided choice), `strength` (1-3, only for a decided choice a/b),
+`seconds` (time spent, 0 or more) and `created_at` (ISO 8601 text or a timestamp; without an
+offset it is UTC). Empty cells mean none (except `labeler`). They describe a label, so a pair
+without a choice (a comparison row without one) cannot carry them, nor can demonstrations or
+candidates; `prompts` rows take the prompt alone and leave them out.
+
+Size: about 850 lines kept in one module on purpose: the eight row formats, their detection
 and ColumnMap share the same text checks (_text, _conversation, _check_chars) and tables
 (FORMATS, ROW_KIND, CANONICAL); splitting them would scatter one concept.
 """
@@ -38,6 +49,7 @@ import math
 import os
 import re
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from typing import Any
 
 from labeling.errors import InvalidInput
@@ -50,6 +62,7 @@ from labeling.import_readers import (
     _type_name,
     open_source,
 )
+from labeling.kinds import ACCOUNT_NAME_RE as NAME_RE
 
 __all__ = ["DEFAULT_LIMITS", "MB", "Limits", "RowProblem", "Source", "open_source"]
 
@@ -122,6 +135,10 @@ MEANING_COLUMNS = {
     "image": "vision",
 }
 CHOICES = ("a", "b", "tie", "both_bad")
+# Columns that describe who labeled a pair and how (see the module docstring).
+LABEL_FIELDS = ("labeler", "shown_left", "strength", "seconds", "created_at")
+MAX_LABELER_CHARS = 64  # users.name
+MAX_SECONDS = 2_000_000  # time_spent_ms is a 4-byte integer: about 24 days in ms
 
 
 @dataclass(slots=True)
@@ -140,6 +157,13 @@ class Row:
     tags: list[str] | None = None
     choice: str | None = None
     answer: str | None = None  # the prompt's gold final answer
+    # An imported label's details (LABEL_FIELDS), all None for a row without them:
+    labeler: str | None = None  # the account name
+    shown_left: int | None = None  # index into `texts` of the answer shown on the left
+    strength: int | None = None  # 1..3, a decided choice only
+    ms: int | None = None  # time spent, milliseconds
+    created_at: datetime | None = None  # aware, UTC
+    has_label_details: bool = False  # any of the five above is set
 
 
 # --------------------------------------------------------------------------- formats
@@ -306,10 +330,180 @@ def parse_row(fmt: str, number: int, row: dict[str, Any], default_source: str | 
             _check_chars(t, f"answer {i}")
     source = _optional_text(row.get("source"), "source", MAX_SOURCE_CHARS) or default_source
     category = _optional_text(row.get("category"), "category", MAX_CATEGORY_CHARS)
-    return Row(
+    parsed = Row(
         number, ROW_KIND[fmt], messages, texts, source, category, _tags(row.get("tags")), choice,
         gold_answer(row.get("answer")),
     )  # fmt: skip
+    if fmt != "prompts" and not _LABEL_FIELD_SET.isdisjoint(row):
+        _label_details(parsed, fmt, row)
+    return parsed
+
+
+_LABEL_FIELD_SET = frozenset(LABEL_FIELDS)
+
+
+def _label_details(parsed: Row, fmt: str, row: dict[str, Any]) -> None:
+    """Fill in the row's LABEL_FIELDS (some are present and not null); raises RowProblem."""
+    given = [k for k in LABEL_FIELDS if row.get(k) is not None]
+    if not given:  # the columns are there, all null (e.g. CSV cells left empty)
+        return
+    if parsed.kind != "pair":
+        raise RowProblem(
+            f"{_quoted(given)} describe{'s' if len(given) == 1 else ''} a preference label; "
+            f"{fmt} rows cannot carry {'it' if len(given) == 1 else 'them'} (drop the column)"
+        )
+    choice = parsed.choice
+    if choice is None:
+        raise RowProblem(
+            f"{_quoted(given)} describe{'s' if len(given) == 1 else ''} a label, but the row "
+            "has no 'choice'"
+        )
+    parsed.labeler = _labeler(row.get("labeler"))
+    parsed.shown_left = _shown_left(row.get("shown_left"), fmt, choice)
+    parsed.strength = _strength(row.get("strength"), choice)
+    parsed.ms = _milliseconds(row.get("seconds"))
+    parsed.created_at = _created_at(row.get("created_at"))
+    parsed.has_label_details = not (
+        parsed.labeler is None
+        and parsed.shown_left is None
+        and parsed.strength is None
+        and parsed.ms is None
+        and parsed.created_at is None
+    )
+
+
+def _quoted(keys: list[str]) -> str:
+    return ", ".join(f"'{k}'" for k in keys)
+
+
+def _blank(value: Any) -> bool:
+    """An empty cell: null, NaN (pandas' missing number), NaT, or text of blanks."""
+    if value is None:
+        return True
+    if isinstance(value, str):
+        return not value.strip()
+    try:
+        return bool(value != value)  # NaN and NaT are the values unequal to themselves
+    except Exception:  # noqa: BLE001 - e.g. an array-like cell: not blank
+        return False
+
+
+def _labeler(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)  # annotator ids are often numbers
+    if not isinstance(value, str):
+        raise RowProblem(f"'labeler' must be a name (text), got {_type_name(value)}")
+    name = value.strip()
+    if not name:
+        raise RowProblem("'labeler' is empty: give the labeler's name, or leave the cell null")
+    if len(name) > MAX_LABELER_CHARS:
+        raise RowProblem(
+            f"'labeler' is too long: {len(name):,} characters (limit {MAX_LABELER_CHARS})"
+        )
+    if not NAME_RE.match(name):
+        raise RowProblem(
+            f"'labeler' {name[:40]!r} is not an account name: 1-{MAX_LABELER_CHARS} letters, "
+            "digits, '_', '.', '@', '+' or '-', starting with a letter or digit (rename it "
+            "with --map-values labeler:OLD=NEW)"
+        )
+    return name
+
+
+# shown_left: which of the row's texts (0 = chosen / a, 1 = rejected / b) was on the left.
+_SIDES = {
+    "preference": {"chosen": 0, "rejected": 1},
+    "hh-rlhf": {"chosen": 0, "rejected": 1},
+    "comparison": {"a": 0, "b": 1},
+    "alpacafarm": {"a": 0, "b": 1, "output_1": 0, "output_2": 1},
+}
+
+
+def _shown_left(value: Any, fmt: str, choice: str) -> int | None:
+    if _blank(value):
+        return None
+    sides = _SIDES[fmt]
+    text = value.strip().lower() if isinstance(value, str) else None
+    if text in sides:
+        return sides[text]
+    if text in ("chosen", "rejected") and choice in ("a", "b"):
+        winner = 0 if choice == "a" else 1
+        return winner if text == "chosen" else 1 - winner
+    names = list(sides) + (["chosen", "rejected"] if fmt in ("comparison", "alpacafarm") else [])
+    shown = repr(value.strip()[:40]) if isinstance(value, str) else _type_name(value)
+    hint = (
+        " (chosen and rejected need a choice of a or b)" if text in ("chosen", "rejected") else ""
+    )
+    raise RowProblem(
+        f"'shown_left' is {shown}: use {', '.join(names[:-1])} or {names[-1]} (the answer that "
+        f"labeler saw on the left){hint}"
+    )
+
+
+def _strength(value: Any, choice: str) -> int | None:
+    if _blank(value):
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise RowProblem(f"'strength' must be 1, 2 or 3, got {_type_name(value)}")
+    text = normalise_value(value)
+    if text not in ("1", "2", "3"):
+        raise RowProblem(
+            f"'strength' is {text[:40]!r}: use 1 (slightly better), 2 (clearly) or 3 (much better)"
+        )
+    if choice not in ("a", "b"):
+        raise RowProblem(
+            f"'strength' applies to a decided choice (a or b), not to {choice}: leave it empty"
+        )
+    return int(text)
+
+
+def _milliseconds(value: Any) -> int | None:
+    if _blank(value):
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise RowProblem(f"'seconds' must be a number, got {_type_name(value)}")
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise RowProblem(f"'seconds' is {value.strip()[:40]!r}: give a number of seconds") from None
+    if not math.isfinite(seconds):
+        raise RowProblem("'seconds' is not a finite number")
+    if seconds < 0:
+        raise RowProblem(f"'seconds' is {normalise_value(value)}: it must be 0 or more")
+    if seconds > MAX_SECONDS:
+        raise RowProblem(
+            f"'seconds' is {normalise_value(value)}: at most {MAX_SECONDS:,} seconds a label"
+        )
+    return round(seconds * 1000)
+
+
+def _created_at(value: Any) -> datetime | None:
+    if _blank(value):
+        return None
+    if isinstance(value, datetime):  # Parquet timestamps (pandas' Timestamp is one too)
+        moment = value.to_pydatetime() if hasattr(value, "to_pydatetime") else value
+    elif isinstance(value, date):
+        moment = datetime(value.year, value.month, value.day)
+    elif isinstance(value, str):
+        text = value.strip()
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            raise RowProblem(
+                f"'created_at' is {text[:40]!r}: use an ISO 8601 time such as "
+                "2024-05-01T12:30:00Z (without an offset it is UTC)"
+            ) from None
+    else:
+        raise RowProblem(
+            f"'created_at' must be an ISO 8601 time (text) or a timestamp, got {_type_name(value)}"
+        )
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise RowProblem(f"'created_at' {str(value)[:40]!r} is out of range") from None
 
 
 def gold_answer(value: Any, what: str = "'answer'") -> str | None:
@@ -415,6 +609,7 @@ CANONICAL = (
     "tags",
     "source",
     "answer",
+    *LABEL_FIELDS,
 )
 
 

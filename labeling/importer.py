@@ -28,6 +28,22 @@ same answer again changes nothing; a different answer than the stored one, or tw
 file giving one prompt different answers, is a row error: a gold answer is never replaced
 silently.
 
+Labelers' labels (existing annotations from another tool, to audit here): pair rows may carry
+`labeler`, `shown_left`, `strength`, `seconds` and `created_at` (labeling.import_formats). A
+row with a labeler is that labeler's label on the item (the pair de-duplicated by content as
+above, in either order): Preference.user_id is the account of that name, created inactive
+(role labeler, no password: it cannot log in; counted in `labelers_created`) when unknown;
+left_response_id is the answer shown on the left, time_spent_ms and created_at come from
+`seconds` and `created_at`. Several labelers on one item are several labels on one task, whose
+overlap is raised to its label count where the labels would exceed it. One label per (item,
+labeler): a row whose labeler already has a label on the item (in the database, or an equal
+row earlier in the file) is a duplicate whatever its choice, so re-importing adds nothing; two
+rows of the file giving one labeler's item different choices (or strengths) are a row error.
+Imported labels keep origin "import" (a snapshot's origin filter still tells them from labels
+given in the app); label quality (labeling.quality) counts every label with a labeler, so an
+imported labeler is audited like one in the app. A row without a labeler is the file's own
+label on a new item as before (it may carry the other four fields too), one per item.
+
 All or nothing by default: every row is parsed and checked before anything is written; any
 bad row raises ImportFailed (an InvalidInput carrying the summary) and nothing is written.
 skip_invalid=True writes the good rows and lists the skipped ones.
@@ -51,11 +67,12 @@ from json.encoder import encode_basestring as _json_string  # what json.dumps us
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import bindparam, exists, select, update
+from sqlalchemy import Integer, and_, bindparam, case, exists, insert, select, update
 from sqlalchemy.orm import Session
 
 from labeling.bulk_insert import (
     DEMO_COLUMNS,
+    LABELED_PREF_COLUMNS,
     PREF_COLUMNS,
     PROMPT_COLUMNS,
     RESPONSE_COLUMNS,
@@ -69,6 +86,7 @@ from labeling.hashing import sha256_text, split_for_hash
 from labeling.import_formats import (
     DEFAULT_LIMITS,
     FORMATS,
+    LABEL_FIELDS,
     MEANING_COLUMNS,
     REFUSED,
     ROW_KIND,
@@ -86,13 +104,16 @@ from labeling.models import (
     AuthorKind,
     Choice,
     Origin,
+    Preference,
     Project,
     ProjectKind,
     Prompt,
     Response,
+    Role,
     Task,
     TaskKind,
     TaskStatus,
+    User,
     utcnow,
 )
 from labeling.projects import get_project
@@ -143,6 +164,9 @@ class ImportResult:
     tasks_added: int = 0
     labels_added: int = 0
     answers_added: int = 0
+    # Accounts made for unknown labelers; None (left out of as_dict) when no row names one
+    # (or with unlabeled, which leaves the label columns out).
+    labelers_created: int | None = None
     notes: list[str] = field(default_factory=list)
     # Seconds spent reading and checking rows, planning (hashes, look-ups), inserting.
     timings: dict[str, float] = field(default_factory=dict, repr=False)
@@ -152,7 +176,7 @@ class ImportResult:
         return not self.errors
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "project": self.project,
             "format": self.format,
             "ok": self.ok,
@@ -168,6 +192,9 @@ class ImportResult:
             "answers_added": self.answers_added,
             "notes": list(self.notes),
         }
+        if self.labelers_created is not None:
+            out["labelers_created"] = self.labelers_created
+        return out
 
 
 class ImportFailed(InvalidInput):
@@ -350,6 +377,9 @@ def _import(
     if result.rows_read == 0:
         raise InvalidInput("no rows: the file is empty")
     answers = _check_answers(session, project, parsed, unit, errors)
+    with_labelers = any(row.labeler is not None for row in parsed)
+    if with_labelers and not unlabeled:
+        _check_labelers(parsed, unit, errors)
     if errors:
         if not parsed:
             raise ImportFailed(result, f"none of the {result.rows_read} rows can be imported")
@@ -362,6 +392,11 @@ def _import(
     _store_answers(session, project, answers, result)
     if ROW_KIND[result.format] == "prompt" and project.kind != ProjectKind.sft:
         result.notes.append("prompts only: no tasks created")
+    if unlabeled and any(row.has_label_details for row in parsed):
+        result.notes.append(
+            "--unlabeled: the pairs became tasks without labels; columns "
+            f"{', '.join(LABEL_FIELDS)} were left out"
+        )
     if ignored:
         result.notes.append(
             "--format prompts: the prompts alone were imported; columns "
@@ -437,6 +472,33 @@ def _check_answers(
     return answers
 
 
+def _check_labelers(rows: list[Row], unit: str, errors: list[RowError]) -> None:
+    """One label per (item, labeler): a row repeating an earlier row's label is a duplicate
+    (skipped when writing), one giving the same labeler's item another choice or strength is
+    a row error (appended to `errors`). The item is the prompt and the pair, in either order."""
+    first: dict[tuple, tuple[int, tuple]] = {}
+    for row in rows:
+        if row.labeler is None:
+            continue
+        rhs = [sha256_text(t) for t in row.texts]
+        key = (_prompt_json(row.messages)[0], frozenset(rhs), row.labeler)
+        # The judgment in terms of content: the preferred answer's hash, or tie / both_bad.
+        choice = row.choice
+        judgment = (rhs[0] if choice == "a" else rhs[1] if choice == "b" else choice, row.strength)
+        seen = first.setdefault(key, (row.number, judgment))
+        if seen[1] != judgment:
+            errors.append(
+                RowError(
+                    row.number,
+                    unit,
+                    f"'labeler' {row.labeler!r} labeled this pair on {unit} {seen[0]} with a "
+                    f"different {'choice' if seen[1][0] != judgment[0] else 'strength'}: "
+                    "a labeler gives an item one label",
+                )
+            )
+    errors.sort(key=lambda e: e.number)
+
+
 def _store_answers(
     session: Session, project: Project, answers: dict[str, str], result: ImportResult
 ) -> None:
@@ -491,10 +553,13 @@ def _write(
             th = _task_hash(TaskKind.rank.value, ph, rhs)
         hashed.append((row, ph, rhs, th, order, is_compare))
 
+    # Who labeled: labeler names -> user ids, unknown names made inactive accounts.
+    user_ids = {} if unlabeled else _labelers(session, rows, result)
+
     # What exists already (only worth asking when the project has prompts at all).
     # A compare task is the same task with A and B the other way round.
     prompt_ids: dict[str, int] = {}
-    existing_tasks: set[str] = set()
+    existing_tasks: dict[str, int] = {}  # task hash -> id
     response_ids: dict[tuple[str, str], int] = {}
     has_prompts = session.scalar(select(exists().where(Prompt.project_id == pid)))
     if has_prompts:
@@ -513,10 +578,9 @@ def _write(
                 wanted.add(th)
                 if is_compare:
                     wanted.add(_task_hash(compare, ph, [rhs[i] for i in reversed(order)]))
-        existing_tasks = {
-            t
-            for t, _ in _lookup(session, Task.content_hash, Task.id, wanted, Task.project_id == pid)
-        }
+        existing_tasks = dict(
+            _lookup(session, Task.content_hash, Task.id, wanted, Task.project_id == pid)
+        )
         hash_of = {v: k for k, v in prompt_ids.items()}
         with_texts = {prompt_ids[h[1]] for h in hashed if h[2] and h[1] in prompt_ids}
         for prompt_id, rid, rh in _imported_responses(session, with_texts):
@@ -525,9 +589,12 @@ def _write(
     # Decide row by row what is new.
     new_prompts: dict[str, Row] = {}
     new_responses: dict[tuple[str, str], tuple[str, str | None]] = {}
-    # th, ph, keys, row kind, the imported label (a choice, "demo", or None)
-    new_tasks: list[tuple[str, str, list[tuple[str, str]], str, str | None]] = []
-    seen_tasks: set = set()  # within the file, a pair in either order is one task
+    # [th, ph, keys, row kind, the row's own imported label (a choice, "demo", a label
+    #  tuple or None), the labelers' labels (a list of label tuples, or None)]
+    new_tasks: list[list] = []
+    seen_tasks: dict = {}  # within the file, a pair in either order is one task
+    # labeler rows on tasks that exist: (row, task id, whether the task's A is the row's B)
+    on_existing: list[tuple[Row, int, bool]] = []
     for row, ph, rhs, th, order, is_compare in hashed:
         if th is None:
             if ph in prompt_ids or ph in new_prompts:
@@ -536,18 +603,30 @@ def _write(
                 new_prompts[ph] = row
                 result.imported += 1
             continue
+        uid = user_ids[row.labeler] if user_ids and row.labeler is not None else None
         seen_key = (ph, frozenset(rhs)) if is_compare else th
-        if seen_key in seen_tasks or (
-            ph in prompt_ids
-            and (
-                th in existing_tasks
-                or is_compare
-                and _task_hash(compare, ph, [rhs[i] for i in reversed(order)]) in existing_tasks
-            )
-        ):
-            result.duplicates += 1
+        entry = seen_tasks.get(seen_key)
+        if entry is not None:
+            if _add_to_new_task(entry, row, rhs, uid, unlabeled):
+                result.imported += 1
+            else:
+                result.duplicates += 1
             continue
-        seen_tasks.add(seen_key)
+        if ph in prompt_ids:
+            task_id = existing_tasks.get(th)
+            if task_id is None and is_compare:
+                task_id = existing_tasks.get(
+                    _task_hash(compare, ph, [rhs[i] for i in reversed(order)])
+                )
+                flipped = True
+            else:
+                flipped = False
+            if task_id is not None:
+                if uid is None:
+                    result.duplicates += 1
+                else:
+                    on_existing.append((row, task_id, flipped))
+                continue
         if ph not in prompt_ids and ph not in new_prompts:
             new_prompts[ph] = row
         keys = []
@@ -556,15 +635,23 @@ def _write(
             if key not in response_ids and key not in new_responses:
                 new_responses[key] = (row.texts[i], row.source)
             keys.append(key)
-        if unlabeled or row.kind in ("prompt", "candidates"):
-            label = None
+        if uid is not None:
+            label, labels = None, [_label(row, uid, False)]
+        elif unlabeled or row.kind in ("prompt", "candidates"):
+            label, labels = None, None
+        elif row.kind == "sft":
+            label, labels = "demo", None
         else:
-            label = "demo" if row.kind == "sft" else row.choice
-        new_tasks.append((th, ph, keys, row.kind, label))
+            label = _label(row, None, False) if row.has_label_details else row.choice
+            labels = None
+        entry = [th, ph, keys, row.kind, label, labels]
+        seen_tasks[seen_key] = entry
+        new_tasks.append(entry)
         result.imported += 1
+    existing_labels, task_updates = _labels_on_existing(session, on_existing, user_ids, result)
 
     result.timings["plan"] = time.perf_counter() - started
-    if not (new_prompts or new_tasks):
+    if not (new_prompts or new_tasks or existing_labels):
         return
     started = time.perf_counter()
     w = (
@@ -573,7 +660,9 @@ def _write(
         else _PostgresWriter(session)
     )
     try:
-        n_labels = sum(1 for t in new_tasks if t[4] is not None)
+        n_labels = len(existing_labels) + sum(
+            (t[4] is not None) + len(t[5] or ()) for t in new_tasks
+        )
         label_table = "demonstrations" if kind == ProjectKind.sft else "preferences"
         ids = {
             "prompts": w.ids("prompts", len(new_prompts)),
@@ -595,10 +684,144 @@ def _write(
                 new_prompts,
                 new_responses,
                 new_tasks,
+                existing_labels,
             )
     finally:
         w.close()
+    _count_labels(session, task_updates)
     result.timings["insert"] = time.perf_counter() - started
+
+
+# --------------------------------------------------------------------------- labelers' labels
+
+# A label: (user id or None, choice, strength, left side (0 A, 1 B) or None, ms, created_at),
+# its choice and side relative to the task's A and B.
+_FLIP = {"a": "b", "b": "a", "tie": "tie", "both_bad": "both_bad"}
+
+
+def _label(row: Row, uid: int | None, flipped: bool) -> tuple:
+    """The row's label for a task whose A is the row's first text (or, flipped, its second)."""
+    left = row.shown_left
+    if flipped:
+        return (uid, _FLIP[row.choice], row.strength, None if left is None else 1 - left,
+                row.ms, row.created_at)  # fmt: skip
+    return (uid, row.choice, row.strength, left, row.ms, row.created_at)
+
+
+def _add_to_new_task(entry: list, row: Row, rhs: list[str], uid: int | None, unlabeled: bool):
+    """A further row on a task this import creates: a labeler's label (one per labeler), or
+    the file's own imported label if only labelers' rows gave it labels so far. True if the
+    row adds a label, False if it is a duplicate."""
+    if uid is None and (entry[4] is not None or entry[5] is None or unlabeled):
+        return False
+    if row.kind != "pair":
+        return False
+    flipped = rhs[0] != entry[2][0][1]  # entry[2][0]: (prompt hash, the hash of A)
+    if uid is None:
+        entry[4] = _label(row, None, flipped)
+        return True
+    labels = entry[5]
+    if labels is None:
+        entry[5] = [_label(row, uid, flipped)]
+        return True
+    if any(label[0] == uid for label in labels):
+        return False
+    labels.append(_label(row, uid, flipped))
+    return True
+
+
+def _labelers(session: Session, rows: list[Row], result: ImportResult) -> dict[str, int]:
+    """{labeler name: user id} for the rows' labelers; a name with no account gets one:
+    inactive, role labeler, no password (it cannot log in until an admin sets a password and
+    activates it). One insert for all of them, counted in `labelers_created`."""
+    names = {row.labeler for row in rows if row.labeler is not None}
+    if not names:
+        return {}
+    result.labelers_created = 0
+    found = dict(_lookup(session, User.name, User.id, names))
+    missing = sorted(names - found.keys())
+    if missing:
+        now = utcnow()
+        session.execute(
+            insert(User.__table__),
+            [{"name": name, "role": Role.labeler, "password_hash": None, "active": False,
+              "created_at": now} for name in missing],
+        )  # fmt: skip
+        found.update(_lookup(session, User.name, User.id, set(missing)))
+        result.labelers_created = len(missing)
+    return found
+
+
+def _labels_on_existing(
+    session: Session,
+    rows: list[tuple[Row, int, bool]],
+    user_ids: dict[str, int],
+    result: ImportResult,
+) -> tuple[list[tuple], dict[int, int]]:
+    """Labelers' rows on tasks that exist already: a label per (task, labeler) that has none
+    yet (an existing one makes the row a duplicate, whatever its choice). Returns the labels
+    as (task id, user id, choice, strength, left response id, ms, created_at) and
+    {task id: labels added}."""
+    if not rows:
+        return [], {}
+    task_ids = {task_id for _, task_id, _ in rows}
+    pair: dict[int, tuple[int, int]] = {}
+    have: set[tuple[int, int]] = set()
+    for chunk in _chunks(sorted(task_ids)):
+        pair.update(
+            (t, (a, b))
+            for t, a, b in session.execute(
+                select(Task.id, Task.response_a_id, Task.response_b_id).where(Task.id.in_(chunk))
+            )
+        )
+        have.update(
+            (t, u)
+            for t, u in session.execute(
+                select(Preference.task_id, Preference.user_id).where(
+                    Preference.task_id.in_(chunk), Preference.user_id.is_not(None)
+                )
+            )
+        )
+    labels: list[tuple] = []
+    added: dict[int, int] = {}
+    for row, task_id, flipped in rows:
+        uid = user_ids[row.labeler]
+        if (task_id, uid) in have:
+            result.duplicates += 1
+            continue
+        have.add((task_id, uid))
+        _, choice, strength, left, ms, created_at = _label(row, uid, flipped)
+        left_id = None if left is None else pair[task_id][left]
+        labels.append((task_id, uid, choice, strength, left_id, ms, created_at))
+        added[task_id] = added.get(task_id, 0) + 1
+        result.imported += 1
+    return labels, added
+
+
+def _count_labels(session: Session, added: dict[int, int]) -> None:
+    """Existing tasks that got labelers' labels: labels_count goes up, the overlap is raised
+    to it where it would be exceeded (the CHECK `is_gold OR labels_count <= overlap`), and a
+    task with all the labels it asks for is done (gold tasks never close). Relative to the
+    row's values in the database, one executemany for all tasks."""
+    if not added:
+        return
+    t = Task.__table__
+    count = t.c.labels_count + bindparam("n", type_=Integer)
+    statement = (
+        update(t)
+        .where(t.c.id == bindparam("tid"))
+        .values(
+            labels_count=count,
+            overlap=case((and_(~t.c.is_gold, t.c.overlap < count), count), else_=t.c.overlap),
+            status=case(
+                (and_(~t.c.is_gold, count >= t.c.overlap), TaskStatus.done.value),
+                else_=t.c.status,
+            ),
+        )
+    )
+    params = [{"tid": task_id, "n": n} for task_id, n in sorted(added.items())]
+    for chunk in _chunks(params):
+        session.execute(statement, chunk)
 
 
 BATCH = 25_000
@@ -616,6 +839,7 @@ def _build_rows(
     new_prompts,
     new_responses,
     new_tasks,
+    existing_labels=(),
 ) -> None:
     """The rows to insert, in foreign-key order, handed to `out` in batches."""
     pid, overlap, kind = project.id, project.overlap, project.kind
@@ -663,13 +887,17 @@ def _build_rows(
     label_ids = iter(ids.get("demonstrations") or ids.get("preferences") or ())
     f = out.false
     task_rows, candidate_rows, demo_rows, pref_rows = [], [], [], []
+    labeled_rows = []  # preferences with a labeler or other details (LABELED_PREF_COLUMNS)
     origin = Origin.imported.value
     choices = {c.value: c.value for c in Choice}
     done, open_ = TaskStatus.done.value, TaskStatus.open.value
     write, compare, rank = TaskKind.write.value, TaskKind.compare.value, TaskKind.rank.value
-    for task_id, (th, ph, keys, row_kind, label) in zip(ids["tasks"], new_tasks, strict=True):
-        labels = 0 if label is None else 1
-        status = done if labels >= overlap else open_
+    stamp = out.timestamp
+    for task_id, (th, ph, keys, row_kind, label, labels) in zip(
+        ids["tasks"], new_tasks, strict=True
+    ):
+        n = 0 if label is None else 1
+        task_overlap = overlap
         rids = [response_ids[k] for k in keys]
         a = b = None
         if row_kind == "prompt":
@@ -680,8 +908,20 @@ def _build_rows(
         elif row_kind == "pair" or kind == ProjectKind.pairwise:
             task_kind = compare
             a, b = rids
-            if labels:
+            if label.__class__ is str:
                 pref_rows.append((next(label_ids), task_id, origin, choices[label], now))
+            elif label is not None:
+                labels = [label, *(labels or ())]
+                n = 0
+            if labels:
+                for uid, choice, strength, left, ms, created_at in labels:
+                    labeled_rows.append(
+                        (next(label_ids), task_id, uid, origin, choices[choice], strength,
+                         None if left is None else rids[left], ms,
+                         now if created_at is None else stamp(created_at))
+                    )  # fmt: skip
+                n += len(labels)
+                task_overlap = max(overlap, n)  # several labelers' labels: all of them fit
         else:
             task_kind = rank
             candidate_rows.extend((task_id, pos, rid) for pos, rid in enumerate(rids))
@@ -695,9 +935,9 @@ def _build_rows(
                 b,
                 th,
                 f,
-                status,
-                overlap,
-                labels,
+                done if n >= task_overlap else open_,
+                task_overlap,
+                n,
                 0,
                 0,
                 0,
@@ -710,10 +950,16 @@ def _build_rows(
             task_rows = []
     out.insert("tasks", TASK_COLUMNS, task_rows)
     result.tasks_added += len(task_rows)
+    for task_id, uid, choice, strength, left_id, ms, created_at in existing_labels:
+        labeled_rows.append(
+            (next(label_ids), task_id, uid, origin, choice, strength, left_id, ms,
+             now if created_at is None else stamp(created_at))
+        )  # fmt: skip
     out.insert("task_candidates", ("task_id", "position", "response_id"), candidate_rows)
     out.insert("demonstrations", DEMO_COLUMNS, demo_rows)
     out.insert("preferences", PREF_COLUMNS, pref_rows)
-    result.labels_added = len(demo_rows) + len(pref_rows)
+    out.insert("preferences", LABELED_PREF_COLUMNS, labeled_rows)
+    result.labels_added = len(demo_rows) + len(pref_rows) + len(labeled_rows)
 
 
 def _prompt_json(messages: list[dict[str, str]]) -> tuple[str, str]:

@@ -5,6 +5,11 @@ labeling.models re-exports them; the columns store their values."""
 from __future__ import annotations
 
 import enum
+import re
+
+# An account name (labeling.accounts.users; also checked by the importer, which must stay
+# light to load): e-mails fit, for single sign-on.
+ACCOUNT_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,63}$")
 
 
 def with_article(word: str) -> str:

@@ -234,8 +234,17 @@ def _own(session: Session, assignment_id: int, user_id: int) -> Assignment:
     return assignment
 
 
+def _next_after(session: Session, *, user_id: int, project_id: int) -> TaskView | None:
+    """The next task after an action; none for a paused account: the action itself stands,
+    and the page's next claim says why nothing comes (queue.AccountPaused)."""
+    try:
+        return next_task(session, user_id=user_id, project_id=project_id)
+    except queue.AccountPaused:
+        return None
+
+
 def _after(session: Session, result: queue.SubmitResult, assignment: Assignment) -> Outcome:
-    nxt = next_task(session, user_id=assignment.user_id, project_id=assignment.project_id)
+    nxt = _next_after(session, user_id=assignment.user_id, project_id=assignment.project_id)
     return Outcome(result.accepted, result.duplicate, result.message, nxt)
 
 
@@ -316,7 +325,7 @@ def skip_task(session: Session, *, assignment_id: int, user_id: int) -> Outcome:
     assignment = _own(session, assignment_id, user_id)
     if assignment.status == AssignmentStatus.active:
         queue.skip(session, assignment_id=assignment_id, user_id=user_id)
-    nxt = next_task(session, user_id=user_id, project_id=assignment.project_id)
+    nxt = _next_after(session, user_id=user_id, project_id=assignment.project_id)
     return Outcome(True, next=nxt)
 
 
@@ -325,7 +334,7 @@ def flag_task(
 ) -> Outcome:
     assignment = _own(session, assignment_id, user_id)
     queue.flag(session, assignment_id=assignment_id, user_id=user_id, reason=reason, note=note)
-    nxt = next_task(session, user_id=user_id, project_id=assignment.project_id)
+    nxt = _next_after(session, user_id=user_id, project_id=assignment.project_id)
     return Outcome(True, message="Thanks, the item was flagged.", next=nxt)
 
 

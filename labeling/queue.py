@@ -167,6 +167,20 @@ def _active_user(session: Session, user_id: int) -> User:
     return user
 
 
+class AccountPaused(PermissionDenied):
+    """The user was paused by a reviewer (labeling.quality.review.pause_labeler)."""
+
+
+def _not_paused(user: User) -> None:
+    """A paused account claims nothing and renews no lease (it may still submit the task it
+    holds while that lease lasts, skip, release and flag)."""
+    if user.paused_at is not None:
+        raise AccountPaused(
+            "your account is paused by a reviewer: you cannot take new tasks until a reviewer "
+            f"unpauses it (paused {user.paused_at:%Y-%m-%d %H:%M} UTC)"
+        )
+
+
 def _lease_until(project: Project, now: datetime) -> datetime:
     # Clamped: a row saved before leases were bounded (10**12 s) must not break every claim.
     return now + timedelta(seconds=min(project.lease_seconds, LEASE_SECONDS[1]))
@@ -187,7 +201,7 @@ def claim_next(
     """
     now = now or utcnow()
     rng = rng or random
-    _active_user(session, user_id)
+    _not_paused(_active_user(session, user_id))
     project = session.get(Project, project_id)
     if project is None:
         raise NotFound(f"no project with id {project_id}")
@@ -295,7 +309,7 @@ def renew(
 ) -> Assignment:
     """Extend a lease (the UI calls this while the labeler is working)."""
     now = now or utcnow()
-    _active_user(session, user_id)
+    _not_paused(_active_user(session, user_id))
     assignment = _own_assignment(session, assignment_id, user_id)
     if assignment.status != AssignmentStatus.active:
         raise Conflict(f"this task is no longer yours to renew ({assignment.status.value})")

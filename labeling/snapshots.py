@@ -33,7 +33,9 @@ gets exactly the columns, stats and hash it got before answers existed.
 Every kind also carries four provenance columns that TRL's dataset preparation ignores
 (tests/training/test_snapshots_trl.py runs them through RewardTrainer, DPOTrainer, SFTTrainer and
 KTOTrainer): prompt_hash, task_hash (content hashes, not database ids), label_kind
-(demonstration, preference or ranking) and origin (labeler or import). No column is named
+(demonstration, preference or ranking) and origin (labeler or import). A quality-aware
+snapshot (see the end) adds `labeler` (string, last) and, when aggregated, `confidence`
+(float64, after margin / label); TRL ignores those too (same test file). No column is named
 `text`, `labels`, `tools`, `images` or the like, which TRL would read.
 
 Which labels go in:
@@ -64,6 +66,57 @@ Writing is atomic: a temp directory under the snapshots directory, files fsynced
 into place, and only then the Snapshot row is flushed (inside a savepoint; if that fails the
 directory we made is removed). A transaction rolled back later by its caller can leave a
 complete directory behind with no row: the next create of the same content reuses it.
+
+Quality-aware snapshots (issue 12): which labels are trusted, and how overlap is combined.
+    aggregate        "none": every label its own row (above). "majority" / "dawid-skene":
+                     the preference labels of one item (task) become one judgment: the most
+                     voted choice (majority), or the Dawid–Skene posterior's most probable
+                     choice (labeling.quality.competence.fit over the labels that pass the
+                     filters below, over all four choices; labels without a labeler, i.e.
+                     anonymous imports, count as one pseudo-labeler). The row gets a
+                     `confidence` column: the vote share of the choice (majority) or its
+                     posterior probability (Dawid–Skene), rounded to 6 decimals. An item whose
+                     vote has no single winner (1 a, 1 b; or a posterior tie) is left out and
+                     counted in stats "vote_ties"; one whose consensus is tie or both_bad
+                     gives no pair (stats "ties" / "both_bad" then count items; kto: both_bad
+                     gives both answers False, as per label). margin = the median of the margins
+                     of the labels that agree with the consensus (= margin_for(median strength),
+                     halfway for an even count; 0.0 when none carries a strength), and with
+                     confidence_margin=True that times the confidence. An aggregated row's
+                     origin is its labels' origin ("mixed" when both), its labeler null.
+                     Refused for sft snapshots (demonstrations are not votes) and for ranking
+                     projects (no consensus of rankings is implemented; a ranking label in a
+                     pairwise project stays its own row, confidence null).
+    min_competence   drop every label of a labeler whose Dawid–Skene competence, as
+                     quality_report reports it (the fit of labeling.quality.item_posteriors over
+                     every label with a labeler in the project, reviews not applied), is
+                     below it; a labeler with fewer than MIN_COMPETENCE_LABELS such labels
+                     has no competence worth trusting and is dropped too (stats
+                     "competence_unmeasured"). Labels with no labeler (anonymous imports) are
+                     kept: use origin="labeler" to drop them.
+                     Needs a pairwise or arena project (competence is measured on comparisons).
+    exclude_labelers drop these labelers' labels (names; an unknown name is refused).
+    exclude_rejected (default True) a label whose review in force (labeling.quality.review.
+                     in_force: the latest) is reject leaves the snapshot. A relabel replaces the
+                     label's choice and strength (preference) or order (ranking) with the
+                     reviewer's, whatever exclude_rejected says; the row keeps the label's
+                     labeler (and in aggregation it is that labeler's vote, with the
+                     reviewer's judgment). accept changes nothing; a demonstration has
+                     nothing to relabel.
+A dropped label counts once, under the first reason that applies, in this order: stats
+"excluded_labelers", "rejected", "low_competence" / "competence_unmeasured"; "relabeled"
+counts relabels applied. "labels", "preferences", "rankings", "demonstrations" then count the
+labels that passed. With min_competence, stats "competence" gives each labeler met in the
+scope their competence (4 decimals; null: unmeasured) and "competence_dropped" the names
+dropped by it; with dawid-skene, stats "dawid_skene" the reliabilities of the fit used.
+
+A snapshot is quality-aware when any of these options differs from its default or some
+label in its scope has a review in force. Only then do `filters` record all of them
+(aggregate, min_competence, exclude_labelers sorted, exclude_rejected, confidence_margin),
+do `stats` carry the counts above, and do the rows carry a `labeler` column (the labeler's
+name; null for labels without one and for aggregated rows). A default snapshot of a project
+without reviews keeps exactly the columns, filters, stats and hash it had before, so the
+snapshots made earlier still de-duplicate.
 """
 
 from __future__ import annotations
@@ -74,9 +127,12 @@ import json
 import os
 import shutil
 from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from sqlalchemy import exists, func, select
@@ -103,7 +159,18 @@ from labeling.models import (
     User,
 )
 from labeling.projects import get_project, lock_labels
+from labeling.quality import competence
+from labeling.quality import data as quality_data
 from labeling.settings import load_settings, resolve_under
+from labeling.snapshot_quality import (  # the options, validated
+    AGGREGATE_STATS,
+    COMPETENCE_DECIMALS,
+    CONFIDENCE_DECIMALS,
+    NO_LABELER,
+    QUALITY_STATS,
+    quality_options,
+)
+from labeling.snapshot_quality import QualityOptions as _Quality
 from labeling.tempdirs import clean_stale_temp_dirs
 
 FORMAT_VERSION = 1
@@ -149,8 +216,18 @@ SCHEMAS: dict[SnapshotKind, pa.Schema] = {
 SFT_WITH_ANSWERS = pa.schema([("messages", _CONVERSATION), *_ANSWER_COLUMNS, *_PROVENANCE])
 
 
-def schema_for(kind: SnapshotKind, with_answers: bool) -> pa.Schema:
-    return SFT_WITH_ANSWERS if with_answers and kind == SnapshotKind.sft else SCHEMAS[kind]
+def schema_for(
+    kind: SnapshotKind, with_answers: bool, *, labeler: bool = False, confidence: bool = False
+) -> pa.Schema:
+    """The Parquet layout: answers (sft with gold answers), `confidence` (aggregated
+    preference/kto, after margin / label) and `labeler` (quality-aware, last)."""
+    schema = SFT_WITH_ANSWERS if with_answers and kind == SnapshotKind.sft else SCHEMAS[kind]
+    if confidence and kind != SnapshotKind.sft:
+        after = schema.get_field_index("margin" if kind == SnapshotKind.preference else "label")
+        schema = schema.insert(after + 1, pa.field("confidence", pa.float64()))
+    if labeler:
+        schema = schema.append(pa.field("labeler", pa.string()))
+    return schema
 
 
 def margin_for(strength: int | None) -> float:
@@ -168,12 +245,15 @@ def _assistant(text: str) -> list[dict[str, str]]:
     return [{"role": "assistant", "content": text}]
 
 
-def _provenance(prompt: Prompt, task: Task, label_kind: str, origin: Origin) -> dict[str, str]:
+def _provenance(
+    prompt: Prompt, task: Task, label_kind: str, origin: Origin | str, labeler: str | None
+) -> dict[str, Any]:
     return {
         "prompt_hash": prompt.content_hash,
         "task_hash": task.content_hash,
         "label_kind": label_kind,
-        "origin": Origin(origin).value,
+        "origin": origin if origin == "mixed" else Origin(origin).value,
+        "labeler": labeler,  # dropped again unless the snapshot is quality-aware
     }
 
 
@@ -201,12 +281,14 @@ def _gold_count(session: Session, label_cls, project: Project, origin: Origin | 
 Row = tuple[str, dict[str, Any]]  # (split, row)
 
 
-def _sft_rows(session, project, include_gold, origin, stats: Counter) -> list[Row]:
+def _sft_rows(session, project, include_gold, origin, stats: Counter, quality=None) -> list[Row]:
+    quality = quality or _Quality()
     query = _scope(
-        select(Demonstration, Task, Prompt, Response)
+        select(Demonstration, Task, Prompt, Response, User.name)
         .join(Task, Task.id == Demonstration.task_id)
         .join(Prompt, Prompt.id == Task.prompt_id)
-        .join(Response, Response.id == Demonstration.response_id),
+        .join(Response, Response.id == Demonstration.response_id)
+        .outerjoin(User, User.id == Demonstration.user_id),
         Demonstration,
         project,
         include_gold,
@@ -215,12 +297,15 @@ def _sft_rows(session, project, include_gold, origin, stats: Counter) -> list[Ro
     with_answers = _has_answers(session, project)
     rows: list[Row] = []
     demonstrated: set[int] = set()
-    for demo, task, prompt, response in session.execute(query):
+    for demo, task, prompt, response, name in session.execute(query):
+        kept, _relabel = quality.admit("demonstration", demo.id, demo.user_id, name, stats)
+        if not kept:  # a relabel of a demonstration carries no text: nothing to replace
+            continue
         stats["labels"] += 1
         stats["demonstrations"] += 1
         row = {
             "messages": _conversation(prompt.messages) + _assistant(response.text),
-            **_provenance(prompt, task, "demonstration", demo.origin),
+            **_provenance(prompt, task, "demonstration", demo.origin, name),
         }
         if with_answers:
             row.update(answer=prompt.answer, split=prompt.split.value)
@@ -244,6 +329,7 @@ def _sft_rows(session, project, include_gold, origin, stats: Counter) -> list[Ro
                 "task_hash": task_hash or "",
                 "label_kind": "prompt",
                 "origin": "",
+                "labeler": None,
             }
             rows.append((prompt.split.value, row))
     return rows
@@ -278,43 +364,83 @@ def _answered_prompts(session: Session, project: Project, include_gold: bool):
     return session.execute(query).all()
 
 
-def _judgments(session, project, include_gold, origin, stats: Counter):
-    """Preferences and rankings as (split, prompt, task, label_kind, origin, texts best first,
-    margin, all_bad): one entry per decided preference or valid ranking."""
+@dataclass
+class _Judgment:
+    """A decided preference, a valid ranking or an aggregated item: texts best first."""
+
+    prompt: Prompt
+    task: Task
+    label_kind: str
+    origin: str
+    labeler: str | None
+    texts: list[str]
+    margin: float
+    all_bad: bool
+    confidence: float | None = None
+
+
+@dataclass
+class _Vote:
+    """One preference label after the filters (a relabel applied)."""
+
+    prompt: Prompt
+    task: Task
+    origin: str
+    user_id: int | None
+    labeler: str | None
+    choice: Choice
+    strength: int | None
+    text_a: str
+    text_b: str
+
+
+def _judgments(
+    session, project, include_gold, origin, stats: Counter, quality=None
+) -> list[_Judgment]:
+    """Preferences and rankings that pass the quality filters: one judgment per decided
+    preference or valid ranking, or per aggregated item. quality None: the defaults, no
+    reviews (what a project without any gets)."""
+    quality = quality or _Quality()
     response_a, response_b = aliased(Response), aliased(Response)
     prefs = _scope(
-        select(Preference, Task, Prompt, response_a.text, response_b.text)
+        select(Preference, Task, Prompt, response_a.text, response_b.text, User.name)
         .join(Task, Task.id == Preference.task_id)
         .join(Prompt, Prompt.id == Task.prompt_id)
         .join(response_a, response_a.id == Task.response_a_id)
-        .join(response_b, response_b.id == Task.response_b_id),
+        .join(response_b, response_b.id == Task.response_b_id)
+        .outerjoin(User, User.id == Preference.user_id),
         Preference,
         project,
         include_gold,
         origin,
     )
-    out = []
-    for pref, task, prompt, text_a, text_b in session.execute(prefs):
+    votes: list[_Vote] = []
+    for pref, task, prompt, text_a, text_b, name in session.execute(prefs):
+        kept, relabel = quality.admit("preference", pref.id, pref.user_id, name, stats)
+        if not kept:
+            continue
+        choice, strength = Choice(pref.choice), pref.strength
+        if relabel is not None and relabel.choice is not None:
+            stats["relabeled"] += 1
+            choice, strength = Choice(relabel.choice), relabel.strength
+            if choice not in (Choice.a, Choice.b):
+                strength = None
         stats["labels"] += 1
         stats["preferences"] += 1
-        if pref.choice == Choice.tie:
-            stats["ties"] += 1
-            continue
-        if pref.choice == Choice.both_bad:
-            stats["both_bad"] += 1
-            out.append((prompt, task, "preference", pref.origin, [text_a, text_b], 0.0, True))
-            continue
-        texts = [text_a, text_b] if pref.choice == Choice.a else [text_b, text_a]
-        out.append(
-            (prompt, task, "preference", pref.origin, texts, margin_for(pref.strength), False)
-        )
+        votes.append(
+            _Vote(prompt, task, Origin(pref.origin).value, pref.user_id, name, choice, strength,
+                  text_a, text_b)
+        )  # fmt: skip
+
+    out = _aggregate(votes, quality, stats) if quality.aggregated else _per_label(votes, stats)
 
     rankings = list(
         session.execute(
             _scope(
-                select(Ranking, Task, Prompt)
+                select(Ranking, Task, Prompt, User.name)
                 .join(Task, Task.id == Ranking.task_id)
-                .join(Prompt, Prompt.id == Task.prompt_id),
+                .join(Prompt, Prompt.id == Task.prompt_id)
+                .outerjoin(User, User.id == Ranking.user_id),
                 Ranking,
                 project,
                 include_gold,
@@ -323,7 +449,7 @@ def _judgments(session, project, include_gold, origin, stats: Counter):
         )
     )
     candidates: dict[int, dict[int, str]] = {}
-    task_ids = {task.id for _, task, _ in rankings}
+    task_ids = {task.id for _, task, _, _ in rankings}
     if task_ids:
         for task_id, response_id, text in session.execute(
             select(TaskCandidate.task_id, Response.id, Response.text)
@@ -331,19 +457,29 @@ def _judgments(session, project, include_gold, origin, stats: Counter):
             .where(TaskCandidate.task_id.in_(task_ids))
         ):
             candidates.setdefault(task_id, {})[response_id] = text
-    for ranking, task, prompt in rankings:
+    for ranking, task, prompt, name in rankings:
+        kept, relabel = quality.admit("ranking", ranking.id, ranking.user_id, name, stats)
+        if not kept:
+            continue
+        order_value = ranking.order
+        if relabel is not None and relabel.order is not None:
+            stats["relabeled"] += 1
+            order_value = relabel.order
         stats["labels"] += 1
         stats["rankings"] += 1
         known = candidates.get(task.id, {})
         try:
-            order = [int(r) for r in ranking.order]
+            order = [int(r) for r in order_value]
         except (TypeError, ValueError):
             order = []
         if len(order) < 2 or len(set(order)) != len(order) or not set(order) <= set(known):
             stats["invalid_rankings"] += 1
             continue
         texts = [known[r] for r in order]
-        out.append((prompt, task, "ranking", ranking.origin, texts, UNKNOWN_MARGIN, False))
+        out.append(
+            _Judgment(prompt, task, "ranking", Origin(ranking.origin).value, name, texts,
+                      UNKNOWN_MARGIN, False)
+        )  # fmt: skip
 
     if not include_gold:
         stats["gold_excluded"] += _gold_count(session, Preference, project, origin)
@@ -351,48 +487,134 @@ def _judgments(session, project, include_gold, origin, stats: Counter):
     return out
 
 
-def _preference_rows(session, project, include_gold, origin, stats: Counter) -> list[Row]:
-    rows: list[Row] = []
-    for prompt, task, label_kind, label_origin, texts, margin, all_bad in _judgments(
-        session, project, include_gold, origin, stats
-    ):
-        if all_bad:
+def _per_label(votes: list[_Vote], stats: Counter) -> list[_Judgment]:
+    out = []
+    for v in votes:
+        if v.choice == Choice.tie:
+            stats["ties"] += 1
             continue
-        conversation = _conversation(prompt.messages)
-        provenance = _provenance(prompt, task, label_kind, label_origin)
-        for i, better in enumerate(texts):
-            for worse in texts[i + 1 :]:
+        all_bad = v.choice == Choice.both_bad
+        if all_bad:
+            stats["both_bad"] += 1
+        texts = [v.text_b, v.text_a] if v.choice == Choice.b else [v.text_a, v.text_b]
+        margin = 0.0 if all_bad else margin_for(v.strength)
+        out.append(
+            _Judgment(v.prompt, v.task, "preference", v.origin, v.labeler, texts, margin, all_bad)
+        )
+    return out
+
+
+_CHOICES = tuple(Choice(c) for c in quality_data.CHOICES)  # a, b, tie, both_bad: codes 0..3
+
+
+def _aggregate(votes: list[_Vote], quality: _Quality, stats: Counter) -> list[_Judgment]:
+    """One judgment per item (task) from its votes: the majority, or Dawid–Skene's most
+    probable choice; see the module docstring."""
+    by_task: dict[int, list[_Vote]] = {}
+    for v in votes:
+        by_task.setdefault(v.task.id, []).append(v)
+    # a canonical order (content, not ids): the same labels give the same fit, bit for bit
+    items = sorted(by_task.values(), key=lambda vs: vs[0].task.content_hash)
+    for vs in items:
+        vs.sort(key=lambda v: (v.labeler or "", _CHOICES.index(v.choice), v.strength or 0))
+    C = len(_CHOICES)
+    if quality.aggregate == "dawid-skene" and items:
+        keys = sorted({(v.labeler or "", v.user_id or 0) for vs in items for v in vs})
+        index = {key: j for j, key in enumerate(keys)}
+        item = np.array([i for i, vs in enumerate(items) for _ in vs], np.int64)
+        labeler = np.array([index[(v.labeler or "", v.user_id or 0)] for vs in items for v in vs])
+        value = np.array([_CHOICES.index(v.choice) for vs in items for v in vs], np.int64)
+        fit = competence.fit(item, labeler, value, len(items), len(keys), C)
+        posterior = fit.posterior
+        quality.dawid_skene = {
+            "iterations": int(fit.iterations),
+            "reliability": {
+                (name or NO_LABELER): round(float(r), COMPETENCE_DECIMALS)
+                for (name, _), r in zip(keys, fit.reliability, strict=True)
+            },
+        }
+    else:
+        posterior = np.zeros((len(items), C))
+        for i, vs in enumerate(items):
+            for v in vs:
+                posterior[i, _CHOICES.index(v.choice)] += 1
+            posterior[i] /= len(vs)
+    out = []
+    for i, vs in enumerate(items):
+        stats["aggregated_items"] += 1
+        p = posterior[i]
+        best = int(np.argmax(p))
+        if np.sum(p >= p[best] - 1e-9) > 1:  # no single winner: 1 a vs 1 b, or a flat posterior
+            stats["vote_ties"] += 1
+            continue
+        choice = _CHOICES[best]
+        if choice == Choice.tie:
+            stats["ties"] += 1
+            continue
+        all_bad = choice == Choice.both_bad
+        if all_bad:
+            stats["both_bad"] += 1
+        confidence = round(float(p[best]), CONFIDENCE_DECIMALS)
+        margins = [margin_for(v.strength) for v in vs if v.choice == choice and v.strength]
+        margin = float(np.median(margins)) if margins and not all_bad else UNKNOWN_MARGIN
+        if quality.confidence_margin:
+            margin *= confidence
+        first = vs[0]
+        texts = [first.text_b, first.text_a] if choice == Choice.b else [first.text_a, first.text_b]
+        origins = {v.origin for v in vs}
+        origin = origins.pop() if len(origins) == 1 else "mixed"
+        out.append(
+            _Judgment(first.prompt, first.task, "preference", origin, None, texts, margin,
+                      all_bad, confidence)
+        )  # fmt: skip
+    return out
+
+
+def _preference_rows(
+    session, project, include_gold, origin, stats: Counter, quality=None
+) -> list[Row]:
+    quality = quality or _Quality()
+    rows: list[Row] = []
+    for j in _judgments(session, project, include_gold, origin, stats, quality):
+        if j.all_bad:
+            continue
+        conversation = _conversation(j.prompt.messages)
+        provenance = _provenance(j.prompt, j.task, j.label_kind, j.origin, j.labeler)
+        for i, better in enumerate(j.texts):
+            for worse in j.texts[i + 1 :]:
                 if better == worse:
                     stats["identical_pairs"] += 1
                     continue
-                if label_kind == "ranking":
+                if j.label_kind == "ranking":
                     stats["ranking_pairs"] += 1
                 row = {
                     "prompt": conversation,
                     "chosen": _assistant(better),
                     "rejected": _assistant(worse),
-                    "margin": float(margin),
+                    "margin": float(j.margin),
                     **provenance,
                 }
-                rows.append((prompt.split.value, row))
+                if quality.aggregated:
+                    row["confidence"] = j.confidence
+                rows.append((j.prompt.split.value, row))
     return rows
 
 
-def _kto_rows(session, project, include_gold, origin, stats: Counter) -> list[Row]:
+def _kto_rows(session, project, include_gold, origin, stats: Counter, quality=None) -> list[Row]:
+    quality = quality or _Quality()
     rows: list[Row] = []
-    for prompt, task, label_kind, label_origin, texts, _margin, all_bad in _judgments(
-        session, project, include_gold, origin, stats
-    ):
-        if not all_bad and texts[0] == texts[-1]:
+    for j in _judgments(session, project, include_gold, origin, stats, quality):
+        texts = j.texts
+        if not j.all_bad and texts[0] == texts[-1]:
             stats["identical_pairs"] += 1
             continue
-        if all_bad:
+        if j.all_bad:
             labeled = [(text, False) for text in texts]
         else:
             labeled = [(texts[0], True), (texts[-1], False)]
             stats["ranking_middle_left_out"] += len(texts) - 2
-        conversation = _conversation(prompt.messages)
-        provenance = _provenance(prompt, task, label_kind, label_origin)
+        conversation = _conversation(j.prompt.messages)
+        provenance = _provenance(j.prompt, j.task, j.label_kind, j.origin, j.labeler)
         for text, label in labeled:
             row = {
                 "prompt": conversation,
@@ -400,7 +622,9 @@ def _kto_rows(session, project, include_gold, origin, stats: Counter) -> list[Ro
                 "label": label,
                 **provenance,
             }
-            rows.append((prompt.split.value, row))
+            if quality.aggregated:
+                row["confidence"] = j.confidence
+            rows.append((j.prompt.split.value, row))
     return rows
 
 
@@ -503,7 +727,10 @@ def _write_dir(
     """Write the snapshot directory atomically. False if it already existed (same content)."""
     if final.is_dir():
         return False
-    schema = schema_for(kind, "answer" in manifest["columns"])
+    columns = manifest["columns"]
+    schema = schema_for(
+        kind, "answer" in columns, labeler="labeler" in columns, confidence="confidence" in columns
+    )
     parent = final.parent
     parent.mkdir(parents=True, exist_ok=True)
     # What a killed writer left here (the UI's snapshot page included; the CLI also cleans
@@ -558,13 +785,20 @@ def create_snapshot(
     created_by: int | None = None,
     include_gold: bool = False,
     origin: str | Origin | None = None,
+    aggregate: str = "none",
+    min_competence: float | None = None,
+    exclude_labelers: Sequence[str] | str = (),
+    exclude_rejected: bool = True,
+    confidence_margin: bool = False,
 ) -> tuple[Snapshot, bool]:
     """Freeze the project's labels of this kind. Returns (snapshot, created).
 
     created is False when a snapshot with the same content already exists: that one is
     returned (its files are rewritten if their directory has gone missing).
     project: a Project, or its name or id. origin: only labels from "labeler" or "import"
-    (None: both).
+    (None: both). aggregate ("none", "majority", "dawid-skene"), min_competence (0..1),
+    exclude_labelers (names), exclude_rejected and confidence_margin: the quality options
+    of the module docstring. Bad input raises InvalidInput before anything is written.
     """
     if not isinstance(project, Project):
         project = get_project(session, project)
@@ -582,14 +816,28 @@ def create_snapshot(
             raise InvalidInput(
                 f"unknown origin {origin!r}: use one of {', '.join(o.value for o in Origin)}"
             ) from None
+    quality = quality_options(
+        session, project, kind, aggregate=aggregate, min_competence=min_competence,
+        exclude_labelers=exclude_labelers, exclude_rejected=exclude_rejected,
+        confidence_margin=confidence_margin,
+    )  # fmt: skip
 
     counts: Counter = Counter()
-    rows = _BUILDERS[kind](session, project, include_gold, origin, counts)
+    rows = _BUILDERS[kind](session, project, include_gold, origin, counts, quality)
     with_answers = any("answer" in row for _, row in rows)
     stat_keys = _STAT_KEYS[kind] + (("answers", "prompt_only") if with_answers else ())
-    stats = {key: int(counts[key]) for key in stat_keys}
+    stats: dict[str, Any] = {key: int(counts[key]) for key in stat_keys}
+    if quality.active:
+        keys = QUALITY_STATS + (() if kind == SnapshotKind.sft else AGGREGATE_STATS)
+        stats.update({key: int(counts[key]) for key in keys})
+        if quality.min_competence is not None:
+            stats.update(quality.competence_stats())
+        if quality.dawid_skene is not None:
+            stats["dawid_skene"] = quality.dawid_skene
     splits: dict[str, list[dict[str, Any]]] = {split: [] for split in SPLITS}
     for split, row in rows:
+        if not quality.active:
+            del row["labeler"]  # the layout (and hash) of a plain snapshot, as before
         splits[split].append(row)
     for split in SPLITS:
         splits[split].sort(key=_sort_key)
@@ -607,6 +855,11 @@ def create_snapshot(
         filters["origin"] = origin.value
     if with_answers or project.answer_pattern:  # what training reads the final answer with
         filters["answer_pattern"] = project.answer_pattern
+    if quality.active:
+        filters.update(quality.filters())
+    columns = schema_for(
+        kind, with_answers, labeler=quality.active, confidence=quality.aggregated
+    ).names
     sha = content_sha256(_header(kind, filters, stats), splits)
     split_counts = {split: len(splits[split]) for split in SPLITS}
     name = f"{project.id}-{kind.value}-{sha}"
@@ -623,7 +876,7 @@ def create_snapshot(
         "stats": stats,
         "filters": filters,
         "files": {split: FILES[split] for split in SPLITS},
-        "columns": schema_for(kind, with_answers).names,
+        "columns": columns,
         "margins": {"1": MARGINS[1], "2": MARGINS[2], "3": MARGINS[3], "none": UNKNOWN_MARGIN}
         if kind == SnapshotKind.preference
         else None,

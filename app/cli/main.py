@@ -19,6 +19,7 @@ from app.cli import (
     leaderboard_cmd,
     projects_cmd,
     quality_cmd,
+    review_cmd,
     serve_cmd,
     snapshot_cmd,
     tasks_cmd,
@@ -43,6 +44,7 @@ COMMANDS = [
     arena_cmd,
     leaderboard_cmd,
     quality_cmd,
+    review_cmd,
     worker_cmd,
 ]
 

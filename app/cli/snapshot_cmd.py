@@ -5,6 +5,10 @@ from __future__ import annotations
 from app.cli.common import acting_user, id_arg, print_json, print_table, transaction
 from labeling.kinds import Origin, SnapshotKind
 
+# labeling.snapshot_quality.AGGREGATES and LEFT_OUT, not imported: `rlhf --help` stays light
+AGGREGATES = ("none", "majority", "dawid-skene")
+LEFT_OUT = ("excluded_labelers", "rejected", "low_competence", "competence_unmeasured", "vote_ties")
+
 
 def register(sub) -> None:
     p = sub.add_parser("snapshot", help="immutable Parquet snapshots of the labels (for training)")
@@ -20,6 +24,47 @@ def register(sub) -> None:
     )
     cr.add_argument(
         "--origin", choices=[o.value for o in Origin], help="only labels of this origin"
+    )
+    quality = cr.add_argument_group(
+        "label quality", "which labels to trust and how to combine overlap (see `rlhf quality`)"
+    )
+    quality.add_argument(
+        "--aggregate",
+        choices=AGGREGATES,
+        default="none",
+        help="none: every label its own row (default); majority / dawid-skene: one row per "
+        "item with a confidence column (preference and kto snapshots of pairwise projects)",
+    )
+    quality.add_argument(
+        "--min-competence",
+        type=float,
+        metavar="X",
+        help="drop the labels of labelers whose Dawid-Skene competence is below X (0..1)",
+    )
+    quality.add_argument(
+        "--exclude-labelers",
+        metavar="A,B",
+        default="",
+        help="drop these labelers' labels (comma-separated names)",
+    )
+    rejected = quality.add_mutually_exclusive_group()
+    rejected.add_argument(
+        "--exclude-rejected",
+        dest="exclude_rejected",
+        action="store_true",
+        default=True,
+        help="leave out labels a reviewer rejected (default)",
+    )
+    rejected.add_argument(
+        "--include-rejected",
+        dest="exclude_rejected",
+        action="store_false",
+        help="keep rejected labels (relabels still apply)",
+    )
+    quality.add_argument(
+        "--confidence-margin",
+        action="store_true",
+        help="with --aggregate: margin = the agreeing labels' median margin x confidence",
     )
     cr.add_argument("--json", action="store_true")
     cr.set_defaults(func=create)
@@ -46,6 +91,11 @@ def create(args) -> int:
             created_by=user.id if user is not None else None,
             include_gold=args.include_gold,
             origin=args.origin,
+            aggregate=args.aggregate,
+            min_competence=args.min_competence,
+            exclude_labelers=[n for n in args.exclude_labelers.split(",") if n.strip()],
+            exclude_rejected=args.exclude_rejected,
+            confidence_margin=args.confidence_margin,
         )
         out = {**snapshots.describe(s, snapshot), "created": created}
     if args.json:
@@ -59,6 +109,12 @@ def create(args) -> int:
         )
         print(f"sha256 {out['sha256']}")
         print(f"path   {out['path']}")
+        if "aggregate" in out["filters"]:  # a quality-aware snapshot: what was left out
+            stats = out["stats"]
+            dropped = ", ".join(
+                f"{key.replace('_', ' ')} {stats[key]}" for key in LEFT_OUT if stats.get(key)
+            )
+            print(f"labels {stats['labels']} kept; left out: {dropped or 'none'}")
     return 0
 
 

@@ -33,6 +33,7 @@ POLICIES: dict[str, tuple[Role, ...]] = {
     "snapshot.create": STAFF,
     "snapshot.read": STAFF,
     "quality": STAFF,  # label-quality metrics: rlhf quality, the Quality page (read-only)
+    "review": STAFF,  # accept / reject / relabel labels, pause labelers (no separate role)
     # training and models
     "train": STAFF,
     "worker": STAFF,

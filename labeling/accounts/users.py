@@ -5,8 +5,6 @@ Deactivating an account or changing its password ends all of its browser session
 
 from __future__ import annotations
 
-import re
-
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import func, select
@@ -14,11 +12,11 @@ from sqlalchemy.orm import Session
 
 from labeling.accounts import passwords, web_sessions
 from labeling.errors import Conflict, InvalidInput, NotFound, PermissionDenied
-from labeling.kinds import with_article
+from labeling.kinds import ACCOUNT_NAME_RE, with_article
 from labeling.models import Role, User
 
 _hasher = PasswordHasher()
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,63}$")  # e-mails fit, for SSO
+NAME_RE = ACCOUNT_NAME_RE  # e-mails fit, for SSO
 MIN_PASSWORD = passwords.MIN_LENGTH
 
 

@@ -3,8 +3,9 @@ packs each label into a fixed record and hands back a slice of labels as one val
 (string_agg of bytea on PostgreSQL, group_concat of hex digits on SQLite), which numpy reads
 as it is. Fetching a million rows as Python tuples instead cost seconds more.
 
-Only labels given by labelers count (origin 'labeler', a user): imported labels have no
-labeler to judge.
+Only labels with a labeler count (a user): those given in the app (origin 'labeler') and
+those imported with a `labeler` column (origin 'import'); imported labels without one have
+no labeler to judge.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ SELECT group_concat(printf('%016x%016x%08x%08x', p.task_id, p.user_id, {_PACKED}
 }
 _FROM = """
 FROM preferences p JOIN tasks t ON t.id = p.task_id
-WHERE t.project_id = :project_id AND p.origin = 'labeler' AND p.user_id IS NOT NULL
+WHERE t.project_id = :project_id AND p.user_id IS NOT NULL
   AND p.id BETWEEN :low AND :high"""
 SLICE_IDS = 4_000_000  # preference ids per query: each value stays far below 1 GB
 

@@ -14,6 +14,8 @@ Pairwise and arena projects (Preference labels):
               competence, pooled kappa with everyone they share items with, and agreement
               with a reward model where it is confident.
   items       counts, the Dawid–Skene prior, and the least certain items.
+  over_time   per day (or week): labels, pairs of labels on one item, their agreement with a
+              Wilson interval, and the left-answer win rate (labeling/quality/trend.py).
 Dawid–Skene runs over all four choices, not only the decisive ones: "tie" and "both bad" are
 answers a careless labeler can hide behind, and dropping them would hide it.
 
@@ -34,7 +36,7 @@ from sqlalchemy.orm import Session
 from labeling.errors import InvalidInput, NotFound
 from labeling.models import Project, ProjectKind
 from labeling.quality import agreement as ag
-from labeling.quality import bias, competence, data
+from labeling.quality import bias, competence, data, trend
 
 DEFAULT_BOOTSTRAP = 1000
 FLAG_Q = 0.01  # Benjamini–Hochberg q below which a labeler is flagged
@@ -88,6 +90,7 @@ def quality_report(
     rng = np.random.default_rng(seed)
     if p.kind in (ProjectKind.pairwise, ProjectKind.arena):
         report = _pairwise(session, p, bootstrap, rng, reward_scorer)
+        report["over_time"] = trend.agreement_over_time(session, p.id)
     elif p.kind == ProjectKind.ranking:
         if reward_scorer is not None:
             raise InvalidInput(
@@ -95,6 +98,7 @@ def quality_report(
                 "model needs a pairwise or arena project"
             )
         report = _ranking(session, p, bootstrap, rng)
+        report["over_time"] = None  # pairs of rankings do not agree or disagree as choices do
     else:
         raise InvalidInput(
             f"project {p.name!r} is an {p.kind.value} project (written answers): label quality "

@@ -125,10 +125,10 @@ def _seed(s) -> Project:
     return project
 
 
-def _snapshot(Session, kind):  # noqa: N803
+def _snapshot(Session, kind, **options):  # noqa: N803
     with Session.begin() as s:
         project = s.scalar(select(Project).where(Project.name == "trl")) or _seed(s)
-        snapshot, _ = snapshots.create_snapshot(s, project=project, kind=kind)
+        snapshot, _ = snapshots.create_snapshot(s, project=project, kind=kind, **options)
         return snapshot
 
 
@@ -280,4 +280,48 @@ def test_kto_snapshot_prepares_in_kto_trainer(Session, tmp_path):  # noqa: N803
     prepared = kto.train_dataset
     assert {"prompt_ids", "completion_ids", "label"} <= set(prepared.column_names)
     assert prepared["label"] == ds["train"]["label"]
+    assert math.isfinite(kto.train().training_loss)
+
+
+def test_aggregated_snapshots_with_confidence_and_labeler_columns_still_train(
+    Session,
+    tmp_path,  # noqa: N803
+):
+    """Quality-aware snapshots add `confidence` (aggregated) and `labeler` columns: TRL's
+    trainers ignore them (RewardTrainer, DPOTrainer and KTOTrainer each run one step)."""
+    preference = _snapshot(Session, "preference", aggregate="majority", confidence_margin=True)
+    ds = _load(preference, tmp_path)
+    assert {"confidence", "labeler"} <= set(ds["train"].column_names)
+    assert ds["train"].num_rows == 7  # one label per item here: the same pairs as per label
+    assert set(ds["train"]["confidence"]) <= {1.0, None}  # ranking pairs have no confidence
+    tokenizer = _tokenizer(ds)
+    reward = trl.RewardTrainer(
+        model=transformers.LlamaForSequenceClassification(_config(tokenizer, num_labels=1)),
+        args=trl.RewardConfig(**_args(tmp_path)),
+        train_dataset=ds["train"],
+        processing_class=tokenizer,
+    )
+    assert math.isfinite(reward.train().training_loss)
+    policy = transformers.LlamaForCausalLM(_config(tokenizer))
+    dpo = trl.DPOTrainer(
+        model=policy,
+        ref_model=copy.deepcopy(policy),
+        args=trl.DPOConfig(**_args(tmp_path)),
+        train_dataset=ds["train"],
+        processing_class=tokenizer,
+    )
+    assert math.isfinite(dpo.train().training_loss)
+
+    kto_snapshot = _snapshot(Session, "kto", aggregate="dawid-skene")
+    kto_ds = _load(kto_snapshot, tmp_path)
+    assert {"confidence", "labeler"} <= set(kto_ds["train"].column_names)
+    tokenizer = _tokenizer(kto_ds)
+    policy = transformers.LlamaForCausalLM(_config(tokenizer))
+    kto = trl.KTOTrainer(
+        model=policy,
+        ref_model=copy.deepcopy(policy),
+        args=trl.KTOConfig(**_args(tmp_path)),
+        train_dataset=kto_ds["train"],
+        processing_class=tokenizer,
+    )
     assert math.isfinite(kto.train().training_loss)

@@ -15,19 +15,22 @@ from app.ui import auth, state
 from app.ui.actions import act, show_flash
 from app.ui.db import transaction
 from app.ui.render import inert_markdown, inline
-from labeling import projects, snapshots
+from labeling import projects, snapshot_quality, snapshots
 from labeling.errors import RLHFError
 from labeling.models import Origin, ProjectKind, SnapshotKind
 
 KINDS = [k.value for k in SnapshotKind]
+AGGREGATES = list(snapshot_quality.AGGREGATES)
 ORIGINS = ["any", *(o.value for o in Origin)]
 MAX_LISTED = 200
 
 
 def create_snapshot_form(user_id: int, project_id: int, *, key: str) -> None:
-    """Kind, gold and origin filters, and a Create button (used here and on the dashboard)."""
+    """Kind, gold and origin filters, the label-quality options, and a Create button (used
+    here and on the dashboard)."""
     with transaction() as s:
         project_kind = projects.get_project(s, project_id).kind
+        labelers = snapshot_quality.labeler_names(s, project_id)
     default = KINDS.index("sft" if project_kind == ProjectKind.sft else "preference")
     left, middle, right = st.columns(3)
     left.selectbox(
@@ -40,6 +43,31 @@ def create_snapshot_form(user_id: int, project_id: int, *, key: str) -> None:
     right.checkbox(
         "Include gold items", key=f"{key}-gold", help="labels on quality-check items too"
     )
+    with st.expander("Label quality: which labels to trust"):
+        first, second = st.columns(2)
+        first.selectbox(
+            "Aggregate overlap", AGGREGATES, key=f"{key}-aggregate",
+            help="none: every label its own row; majority / dawid-skene: one row per item with "
+            "a confidence column (preference and kto snapshots of pairwise projects)",
+        )  # fmt: skip
+        second.number_input(
+            "Minimum competence", min_value=0.0, max_value=1.0, value=None, step=0.05,
+            key=f"{key}-min-competence",
+            help="drop the labels of labelers whose Dawid–Skene competence (Label quality "
+            "page) is below this; empty: no minimum",
+        )  # fmt: skip
+        st.multiselect(  # option labels are shown as plain text, never as Markdown
+            "Leave out labelers", labelers, key=f"{key}-exclude",
+            help="every label of these labelers leaves the snapshot",
+        )  # fmt: skip
+        first.checkbox(
+            "Leave out rejected labels", value=True, key=f"{key}-exclude-rejected",
+            help="labels a reviewer rejected; relabels apply either way",
+        )  # fmt: skip
+        second.checkbox(
+            "Fold confidence into margin", key=f"{key}-confidence-margin",
+            help="with aggregation: margin = the agreeing labels' median margin x confidence",
+        )  # fmt: skip
     st.button(
         "Create snapshot", type="primary", key=f"{key}-create", icon=":material/inventory_2:",
         on_click=_create, args=(user_id, project_id, key),
@@ -50,20 +78,31 @@ def _create(user_id: int, project_id: int, key: str) -> None:
     kind = st.session_state.get(f"{key}-kind") or "preference"
     origin = st.session_state.get(f"{key}-origin") or "any"
     include_gold = bool(st.session_state.get(f"{key}-gold"))
+    quality = {
+        "aggregate": st.session_state.get(f"{key}-aggregate") or "none",
+        "min_competence": st.session_state.get(f"{key}-min-competence"),
+        "exclude_labelers": list(st.session_state.get(f"{key}-exclude") or ()),
+        "exclude_rejected": bool(st.session_state.get(f"{key}-exclude-rejected", True)),
+        "confidence_margin": bool(st.session_state.get(f"{key}-confidence-margin")),
+    }
     made: dict[str, int] = {}
 
     def action(s) -> str:
         snap, created = snapshots.create_snapshot(
             s, project=project_id, kind=kind, created_by=user_id, include_gold=include_gold,
-            origin=None if origin == "any" else origin,
+            origin=None if origin == "any" else origin, **quality,
         )  # fmt: skip
         info = snapshots.describe(s, snap)
         made["id"] = info["id"]
         verb = "Created" if created else "Unchanged labels: the existing"
+        stats = info["stats"]
+        dropped = [
+            f"{stats[k]} {k.replace('_', ' ')}" for k in snapshot_quality.LEFT_OUT if stats.get(k)
+        ]  # fmt: skip
         return (
             f"{verb} snapshot {info['id']} ({info['kind']}): {info['rows']} rows, "
             f"{info['splits']['train']} train / {info['splits']['heldout']} held out; "
-            f"sha256 {info['sha256']}"
+            f"sha256 {info['sha256']}" + (f"; left out: {', '.join(dropped)}" if dropped else "")
         )
 
     if act(user_id, "snapshot.create", action):
@@ -95,6 +134,7 @@ def render() -> None:
                         "id": r["id"],
                         "project": r["project"],
                         "kind": r["kind"],
+                        "aggregate": r["filters"].get("aggregate", "none"),
                         "rows": r["rows"],
                         "train": r["splits"]["train"],
                         "heldout": r["splits"]["heldout"],

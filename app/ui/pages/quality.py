@@ -1,8 +1,9 @@
-"""Label quality (admins and engineers, read-only): who to trust in one project.
+"""Label quality (admins and engineers): who to trust in one project, and acting on it.
 
-Agreement with 95% intervals, one row per labeler with the flags (position bias, too fast,
-low competence, low gold accuracy), and the left-answer win rate per labeler against 1/2.
-Everything comes from labeling.quality.quality_report (what `rlhf quality --json` prints).
+Agreement with 95% intervals and over time, one row per labeler with the flags (position
+bias, too fast, low competence, low gold accuracy), the left-answer win rate per labeler
+against 1/2; then the review queue and pausing a labeler (app/ui/quality_review.py).
+The figures come from labeling.quality.quality_report (what `rlhf quality --json` prints).
 Labeler and project names are shown as data (table cells, chart labels) or through
 app/ui/render.py, never as Markdown.
 """
@@ -13,10 +14,12 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from app.ui import auth
+from app.ui import auth, quality_review
+from app.ui.actions import show_flash
 from app.ui.db import transaction
 from app.ui.pages.admin_dashboard import pick_project
 from app.ui.render import inert_markdown
+from labeling.accounts import policies
 from labeling.errors import RLHFError
 from labeling.quality import quality_report
 
@@ -70,8 +73,9 @@ def _interval_chart(frame: pd.DataFrame, y: str, x_title: str, reference: float 
 
 
 def render() -> None:
-    auth.require_action("quality")
+    user = auth.require_action("quality")
     st.title("Label quality")
+    show_flash()
     picked = pick_project()
     if picked is None:
         st.info("No projects yet: create one on the Projects page.")
@@ -110,6 +114,7 @@ def render() -> None:
             _interval_chart(frame, "statistic", "value (95% interval)", None), width="stretch"
         )
         st.dataframe(frame, hide_index=True)
+        _over_time(report.get("over_time") or [])
         pairs = report["agreement"].get("cohen_kappa_pairs") or report["agreement"].get(
             "kendall_tau_pairs"
         )
@@ -139,3 +144,25 @@ def render() -> None:
         st.altair_chart(
             _interval_chart(bars, "name", "left wins (95% interval)", 0.5), width="stretch"
         )
+
+    if user.role in policies.allowed("review"):
+        quality_review.review_queue(user.id, project_id)
+        flagged_first = labelers.sort_values("flagged", ascending=False, kind="stable")
+        quality_review.pause_controls(user.id, list(flagged_first["name"]))
+
+
+def _over_time(trend: list[dict]) -> None:
+    """Raw agreement per day or week with its Wilson interval (labeling/quality/trend.py)."""
+    frame = pd.DataFrame([t for t in trend if t["agreement"] is not None])
+    if len(frame) < 2:
+        return  # one point is no trend
+    st.caption(f"Agreement over time: pairs of labels on one item, per {frame['period_kind'][0]}")
+    band = alt.Chart(frame).mark_area(opacity=0.25).encode(
+        x=alt.X("period:T", title=None), y=alt.Y("ci_low:Q", title="raw agreement",
+        scale=alt.Scale(domain=[0, 1])), y2="ci_high:Q",
+    )  # fmt: skip
+    line = alt.Chart(frame).mark_line(point=True).encode(
+        x="period:T", y="agreement:Q",
+        tooltip=["period:T", alt.Tooltip("agreement:Q", format=".2f"), "pairs:Q", "labels:Q"],
+    )  # fmt: skip
+    st.altair_chart(band + line, width="stretch")

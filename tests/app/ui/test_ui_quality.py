@@ -98,3 +98,54 @@ def test_quality_page_without_projects(Session):  # noqa: N803
         admin = users.add_user(s, name="admin", role="admin", password="long-password").id
     at = page(admin)
     assert [i.value for i in at.info] == ["No projects yet: create one on the Projects page."]
+
+
+def test_review_queue_and_pause_act_and_are_recorded(Session):  # noqa: N803
+    from sqlalchemy import select
+
+    from labeling.models import LabelReview, User
+
+    people = seed(Session)
+    at = page(people["engineer"])
+    picker = at.selectbox(key=state.ADMIN_PROJECT_ID)
+    picker.select_index(next(i for i, o in enumerate(picker.options) if "pairs" in o)).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "Review queue" in [h.value for h in at.subheader]
+    titles = [e.label for e in at.expander]
+    # the always-left labeler is flagged: their labels are in the queue, named inertly
+    assert titles and all("flagged" in t or "consensus" in t for t in titles), titles
+    assert any("lefty" in t for t in titles)
+    with Session() as s:
+        lefty = s.scalar(select(User.id).where(User.name == HOSTILE))
+        theirs = set(s.scalars(select(Preference.id).where(Preference.user_id == lefty)))
+    reject = next(b for b in at.button if b.key and b.key.endswith("-reject"))
+    label_id = int(reject.key.split("-")[2])
+    reject.click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any(f"#{label_id}" in s.value and "rejected" in s.value for s in at.success), [
+        e.value for e in (*at.error, *at.success)
+    ]
+    with Session() as s:
+        review = s.scalars(select(LabelReview)).one()
+    assert (review.preference_id, review.action.value) == (label_id, "reject")
+    assert review.reviewer_id == people["engineer"]
+    assert f"review-preference-{label_id}-reject" not in [b.key for b in at.button]  # reviewed
+    assert label_id in theirs  # the most suspicious label first: one of the flagged labeler's
+
+    # relabel without a judgment is refused on the page, and nothing is written
+    relabel = next(b for b in at.button if b.key and b.key.endswith("-relabel"))
+    relabel.click().run()
+    assert any("Pick your judgment" in w.value for w in at.warning)
+    with Session() as s:
+        assert len(s.scalars(select(LabelReview)).all()) == 1
+
+    # pausing: the flagged labeler is first in the list
+    assert at.selectbox(key="quality-pause-name").value == HOSTILE
+    next(b for b in at.button if b.label == "Pause").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("is paused" in s.value for s in at.success)
+    with Session() as s:
+        assert s.scalar(select(User.paused_at).where(User.id == lefty)) is not None
+    next(b for b in at.button if b.label == "Unpause").click().run()
+    with Session() as s:
+        assert s.scalar(select(User.paused_at).where(User.id == lefty)) is None
