@@ -118,7 +118,8 @@ def undo_last(
     task_id: the task the caller means (the page's last submit); refused when the most
     recent label is on another task (another tab submitted since)."""
     now = now or utcnow()
-    queue._active_user(session, user_id)
+    # a paused labeler's labels wait for a reviewer: they may not take one back (and relabel)
+    queue._not_paused(queue._active_user(session, user_id))
     project = session.get(Project, project_id)
     if project is None:
         raise NotFound(f"no project with id {project_id}")

@@ -47,7 +47,8 @@ def register(sub) -> None:
         help="rename the file's columns to our fields first, e.g. "
         "prompt=instruction,a=output_1,b=output_2,choice=preference (fields: prompt, system, "
         "input, messages, completion, response, chosen, rejected, a, b, choice, responses, "
-        "category, tags, source, answer)",
+        "category, tags, source, answer; labels from another tool: labeler, shown_left, strength, "
+        "seconds, created_at)",
     )
     p.add_argument(
         "--map-values",
@@ -110,6 +111,8 @@ def run(args) -> int:
         f"{result.tasks_added} tasks, {result.labels_added} labels, "
         f"{result.answers_added} gold answers; {result.duplicates} duplicates"
     )
+    if result.labelers_created:
+        print(f"{result.labelers_created} labelers created (inactive: they cannot log in)")
     for note in result.notes:
         print(note)
     if result.skipped:

@@ -277,6 +277,11 @@ def test_csv_file_with_label_columns(Session, tmp_path, cli, admin):
     assert one["created_at"] == datetime(2024, 2, 3, tzinfo=UTC) and one["ms"] is None
     out = cli("import", str(path), "--project", "p", "--json", user=admin)
     assert (out.json()["labels_added"], out.json()["duplicates"]) == (0, 3)
+    path.with_name("more.csv").write_text(  # the text summary names the accounts it made
+        "prompt,chosen,rejected,labeler\nQuestion 2?,Good 2.,Bad 2.,kim\n"
+    )
+    out = cli("import", str(path.with_name("more.csv")), "--project", "p", user=admin)
+    assert out.code == 0 and "1 labelers created (inactive: they cannot log in)" in out.out
 
 
 def test_parquet_file_with_label_columns(Session, tmp_path):

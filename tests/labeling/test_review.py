@@ -11,7 +11,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from labeling import labeler_views, projects, queue
+from labeling import labeler_views, projects, queue, undo
 from labeling.accounts import users
 from labeling.errors import InvalidInput, NotFound, PermissionDenied
 from labeling.models import Assignment, LabelReview, Preference, Ranking, ReviewAction
@@ -354,6 +354,11 @@ def test_pause_stops_claims_and_renewals_and_unpause_restores(Session):  # noqa:
     with Session() as s:
         assert label_of(s, lab, held_task) is not None
         assert s.scalar(select(func.count()).select_from(Assignment)) == 1  # nothing claimed
+    with Session.begin() as s:  # nor taken back: it waits for a reviewer as it is
+        with pytest.raises(queue.AccountPaused):
+            undo.undo_last(s, user_id=lab, project_id=pid, task_id=held_task)
+    with Session() as s:
+        assert label_of(s, lab, held_task) is not None
 
     for by, name, error, message in [
         (eng, "boss", InvalidInput, "boss is an admin: only labelers can be paused"),
