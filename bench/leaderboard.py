@@ -27,6 +27,10 @@ model (about 1 in 5 battles, split between "tie" and "tie (bothbad)").
    against a cold fit(all battles, ci="sandwich") from the raw battles; also the
    style-controlled refit (sandwich) and a refit with R bootstrap rounds.
 
+4. Robustness (labeling.ratings.robustness) of the sandwich fit: flip votes for every adjacent
+   pair (greedy on this much data), provisional models and sampling shares; its time is
+   printed beside the sandwich fit's, which it refits many times in batches.
+
 Ratios are printed last, on lines starting with "ratio ". Absolute seconds on a shared
 2-core machine are noise; the ratios come from one run.
 """
@@ -64,6 +68,7 @@ from labeling.ratings.leaderboard import (  # noqa: E402
     Battles,
     fit,
     make_battles,
+    robustness,
 )
 
 LENGTH_EFFECT = 0.8  # nats per unit of (a − b)/(a + b) in length
@@ -225,6 +230,21 @@ def timed(function, *args, **kwargs):
     return result, time.perf_counter() - start
 
 
+def robustness_line(board, fit_s: float) -> str:
+    """Time the robustness report of a fitted board; one line of figures."""
+    report, seconds = timed(robustness, board)
+    flips = [r.flip_votes for r in report.rows if r.flip_votes is not None]
+    methods = sorted({r.method for r in report.rows if r.method})
+    fragile = sum("rests on" in w for w in report.warnings)
+    return (
+        f"ours robustness ({len(flips)} adjacent pairs, {'/'.join(methods) or 'none'}): "
+        f"{seconds:.2f} s ({seconds / fit_s:.1f}x the sandwich fit's {fit_s:.2f} s); flip votes "
+        f"median {np.median(flips) if flips else float('nan'):.0f}, min "
+        f"{min(flips, default=0)}; {fragile} ranks rest on under 1% of the votes; sampling "
+        f"ratio {report.sampling_ratio or 0:.1f}x"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--battles", type=int, default=1_000_000)
@@ -347,6 +367,9 @@ def main() -> None:
         f"refit with {args.rounds} bootstrap rounds: {refit_boot_s:.3f} s (the resampling is "
         f"redone for the new total, so this costs about a cold bootstrap fit)"
     )
+
+    # 4. robustness
+    print(robustness_line(sandwich, sandwich_s))
 
     print(f"ratio bootstrap reference/ours: {ref_s / ours_s:.1f}x (goal >= 3x)")
     print(

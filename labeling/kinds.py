@@ -111,3 +111,18 @@ class RunStatus(enum.StrEnum):
 class CheckpointKind(enum.StrEnum):
     policy = "policy"
     reward = "reward"
+
+
+class ProbeStatus(enum.StrEnum):
+    running = "running"
+    finished = "finished"
+    failed = "failed"
+
+
+class Verdict(enum.StrEnum):
+    """A probe answer judged against the question's gold answer (labeling/probes.py)."""
+
+    correct = "correct"
+    incorrect = "incorrect"
+    abstained = "abstained"  # "I don't know" and the like: neither right nor wrong
+    unjudged = "unjudged"  # too long to match automatically: a person has to judge it

@@ -37,6 +37,7 @@ from labeling.kinds import (  # re-exported: the enums live there, free of SQLAl
     Choice,
     FlagReason,
     Origin,
+    ProbeStatus,
     ProjectKind,
     ReviewAction,
     Role,
@@ -46,6 +47,7 @@ from labeling.kinds import (  # re-exported: the enums live there, free of SQLAl
     Split,
     TaskKind,
     TaskStatus,
+    Verdict,
 )
 
 NAMING_CONVENTION = {
@@ -530,3 +532,50 @@ class Draft(Base):
     payload: Mapped[dict[str, Any]] = mapped_column()
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     __table_args__ = (UniqueConstraint("task_id", "user_id"),)
+
+
+class Probe(Base):
+    """A hallucination probe: a policy checkpoint answers a project's questions (prompts with a
+    gold answer) `samples` times each; each answer is judged (ProbeAnswer). labeling/probes.py."""
+
+    __tablename__ = "probes"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    checkpoint_id: Mapped[int] = mapped_column(ForeignKey("checkpoints.id", ondelete="CASCADE"))
+    samples: Mapped[int] = mapped_column(Integer)
+    temperature: Mapped[float] = mapped_column(Float)
+    max_new_tokens: Mapped[int] = mapped_column(Integer)
+    split: Mapped[str] = mapped_column(String(16))  # heldout, train or all
+    status: Mapped[ProbeStatus] = mapped_column(
+        _enum(ProbeStatus, "status"), default=ProbeStatus.running
+    )
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column()
+    summary: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    __table_args__ = (
+        CheckConstraint("samples >= 1 AND samples <= 64", name="samples_range"),
+        CheckConstraint("temperature >= 0", name="temperature_min"),
+        CheckConstraint("max_new_tokens >= 1", name="max_new_tokens_min"),
+        CheckConstraint("split IN ('heldout', 'train', 'all')", name="split"),
+        Index("ix_probes_project", "project_id", "checkpoint_id", "id"),
+    )
+
+
+class ProbeAnswer(Base):
+    """One sampled answer of a probe: the text is a Response authored by the checkpoint (with
+    its sampling_params); judged_by is None for the automatic judge, else the person's id."""
+
+    __tablename__ = "probe_answers"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    probe_id: Mapped[int] = mapped_column(ForeignKey("probes.id", ondelete="CASCADE"))
+    prompt_id: Mapped[int] = mapped_column(ForeignKey("prompts.id", ondelete="CASCADE"))
+    response_id: Mapped[int] = mapped_column(ForeignKey("responses.id", ondelete="CASCADE"))
+    sample_index: Mapped[int] = mapped_column(Integer)
+    verdict: Mapped[Verdict] = mapped_column(_enum(Verdict, "verdict"))
+    judged_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    __table_args__ = (
+        UniqueConstraint("probe_id", "prompt_id", "sample_index"),
+        CheckConstraint("sample_index >= 0", name="sample_index_min"),
+    )

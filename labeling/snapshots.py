@@ -954,3 +954,63 @@ def describe(session: Session, snapshot: Snapshot) -> dict[str, Any]:
         "created_by": creator,
         "created_at": snapshot.created_at,
     }
+
+
+def write_rows(
+    session: Session,
+    *,
+    project: Project,
+    kind: SnapshotKind,
+    rows: list[Row],
+    filters: dict[str, Any],
+    stats: dict[str, Any],
+    created_by: int | None = None,
+) -> tuple[Snapshot, bool]:
+    """Freeze rows built elsewhere (labeling/probes.py's export: refusals and a model's own
+    correct answers) as a snapshot of `kind`, with the same files, hash, de-duplication and
+    atomic write as create_snapshot. rows: (split, row) with the kind's columns (the plain
+    layout: no answer, labeler or confidence column); `filters` record where they came from
+    (their lineage), `stats` what was counted. Returns (snapshot, created)."""
+    kind = SnapshotKind(kind)
+    schema = SCHEMAS[kind]
+    splits: dict[str, list[dict[str, Any]]] = {split: [] for split in SPLITS}
+    for split, row in rows:
+        if split not in splits:
+            raise InvalidInput(f"unknown split {split!r}: use one of {', '.join(SPLITS)}")
+        if set(row) != set(schema.names):
+            raise InvalidInput(f"a {kind.value} row has the columns {', '.join(schema.names)}")
+        splits[split].append(dict(row))
+    for split in SPLITS:
+        splits[split].sort(key=_sort_key)
+    total = sum(len(v) for v in splits.values())
+    if total == 0:
+        raise InvalidInput(f"no rows to snapshot for project {project.name!r}")
+    stats = {**stats, "rows": total}
+    sha = content_sha256(_header(kind, filters, stats), splits)
+    split_counts = {split: len(splits[split]) for split in SPLITS}
+    final = resolve_under(load_settings().snapshots_dir, f"{project.id}-{kind.value}-{sha}")
+    manifest = {
+        "format": FORMAT_VERSION, "project": project.name, "kind": kind.value, "sha256": sha,
+        "rows": total, "splits": split_counts, "stats": stats, "filters": filters,
+        "files": {split: FILES[split] for split in SPLITS}, "columns": schema.names,
+        "margins": None,
+        "hash": "sha256 over canonical JSON lines: header {format, kind, filters, stats}, "
+        'then per split {"split", "rows"} and one line per row',
+    }  # fmt: skip
+    existing = _find(session, project.id, kind, sha)
+    made = _write_dir(final, kind, splits, manifest)  # restores the files of an existing one
+    if existing is not None:
+        return existing, False
+    snapshot = Snapshot(
+        project_id=project.id, kind=kind, filters=filters, rows=total, splits=split_counts,
+        stats=stats, sha256=sha, path=final.relative_to(load_settings().home).as_posix(),
+        created_by=created_by,
+    )  # fmt: skip
+    try:
+        with session.begin_nested():
+            session.add(snapshot)
+    except BaseException:
+        if made:
+            shutil.rmtree(final, ignore_errors=True)
+        raise
+    return snapshot, True

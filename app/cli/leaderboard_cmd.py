@@ -4,6 +4,15 @@
     rlhf leaderboard --battles arena_dump.parquet          # columns model_a, model_b, winner
     rlhf leaderboard --battles votes.csv --skip-invalid    # leave out bad rows, listed on stderr
 -> [{"model": ..., "rating": 1032.4, "ci_low": ..., "ci_high": ..., "rank": 1, "votes": 812}, ...]
+    rlhf leaderboard --battles votes.csv --robustness --json [--provisional-votes 30]
+-> {"models": [{...the fields above, "flip_votes": 14, "flip_with": ..., "flip_method": "greedy",
+                "provisional": false, "provisional_reason": null, "battle_share": 0.08}, ...],
+    "warnings": ["rank 1 (x) rests on 3 votes: ...", ...], "votes": 3012, "sampling_ratio": 1.4}
+
+--robustness (labeling/ratings/robustness.py): flip votes are the fewest votes whose removal
+leaves a model no longer above the next one (greedy upper bound, exact on small data);
+models under --provisional-votes votes are provisional: listed after the ranked ones, rank null. Ranks are then recounted among the
+established models. Warnings go to stderr in the text output.
 
 The maths is labeling/ratings/leaderboard.py; votes on an arena project become battles in
 labeling/arena. Unranked models (too few votes, not connected to the others) are listed
@@ -58,6 +67,11 @@ def register(sub) -> None:
     p.add_argument("--category", help="only battles of this category")
     p.add_argument("--by-category", action="store_true", help="one table per category")
     p.add_argument("--seed", type=int_in(0, 2**32 - 1), default=0)
+    p.add_argument("--robustness", action="store_true",
+                   help="add flip votes (votes whose removal swaps a model with the next one), "
+                   "provisional models and each model's share of the battles")  # fmt: skip
+    p.add_argument("--provisional-votes", type=int_in(1, 10**9), default=30, metavar="N",
+                   help="with --robustness: models with fewer votes are provisional (default 30)")  # fmt: skip
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=leaderboard)
 
@@ -103,21 +117,39 @@ def leaderboard(args) -> int:
     boards = lb.fit_by_category(battles, **kwargs) if args.by_category else {
         "all": lb.fit(battles, **kwargs)
     }  # fmt: skip
+    robust = {}
+    if args.robustness:
+        from labeling.ratings.robustness import robustness
+
+        robust = {
+            name: robustness(board, provisional_votes=args.provisional_votes)
+            for name, board in boards.items()
+        }
     if args.json:
+
+        def shown(name):
+            return robust[name].to_json() if robust else boards[name].to_json()
+
         if args.by_category:
-            print_json({name: board.to_json() for name, board in boards.items()})
+            print_json({name: shown(name) for name in boards})
         else:
-            print_json(boards["all"].to_json())
+            print_json(shown("all"))
     else:
         for name, board in boards.items():
             if args.by_category:
                 print(f"\n== {name}")
-            _print_board(board)
+            if robust:
+                _print_robust(robust[name])
+            else:
+                _print_board(board)
     if skipped:  # on stderr: --json output keeps its contract
         print(f"note: {skipped}", file=sys.stderr)
     for name, board in boards.items():
         for message in board.messages:
             print(f"note{'' if name == 'all' else f' ({name})'}: {message}", file=sys.stderr)
+    for name, report in robust.items():
+        for warning in report.warnings:
+            print(f"warning{'' if name == 'all' else f' ({name})'}: {warning}", file=sys.stderr)
     return 0
 
 
@@ -132,3 +164,18 @@ def _print_board(board: lb.Leaderboard) -> None:
             "note": r.note,
         })  # fmt: skip
     print_table(rows, ["rank", "model", "rating", "95% CI", "votes", "W-L-T", "note"])
+
+
+def _print_robust(report) -> None:
+    rows = []
+    for r in report.rows:
+        rows.append({
+            "rank": r.rank, "model": r.model,
+            "rating": None if r.rating is None else f"{r.rating:.1f}",
+            "95% CI": None if r.ci_low is None else f"{r.ci_low:.1f} .. {r.ci_high:.1f}",
+            "votes": r.votes, "share": f"{r.battle_share:.1%}",
+            "flip votes": r.flip_votes if r.method != "greedy" or r.flip_votes is None
+            else f"<= {r.flip_votes}",
+            "note": f"provisional: {r.provisional_reason}" if r.provisional else r.note,
+        })  # fmt: skip
+    print_table(rows, ["rank", "model", "rating", "95% CI", "votes", "share", "flip votes", "note"])

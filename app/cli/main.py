@@ -17,6 +17,7 @@ from app.cli import (
     generate_cmd,
     import_cmd,
     leaderboard_cmd,
+    probe_cmd,
     projects_cmd,
     quality_cmd,
     review_cmd,
@@ -41,6 +42,7 @@ COMMANDS = [
     checkpoints_cmd,
     eval_cmd,
     generate_cmd,
+    probe_cmd,
     arena_cmd,
     leaderboard_cmd,
     quality_cmd,
@@ -74,7 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Commands that write temp directories under $RLHF_HOME (or run jobs that do): stale ones
 # left by a killed predecessor are removed before they start (labeling/tempdirs.py).
-WRITERS = {"snapshot", "train", "checkpoints", "worker", "serve", "demo", "generate", "eval"}
+WRITERS = {
+    "snapshot", "train", "checkpoints", "worker", "serve", "demo", "generate", "eval", "probe",
+}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

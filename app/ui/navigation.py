@@ -25,7 +25,7 @@ class PageEntry(NamedTuple):
 
 
 # Section -> pages, in the order the sidebar shows them. Import is listed once, under
-# Engineer: admins see that section too. An admin has 14 pages: past 12 Streamlit would
+# Engineer: admins see that section too. An admin has 15 pages: past 12 Streamlit would
 # fold the last ones behind "View more", so main.py shows the navigation expanded.
 SECTIONS: dict[str, list[PageEntry]] = {
     "Label": [
@@ -60,6 +60,7 @@ SECTIONS: dict[str, list[PageEntry]] = {
             "runs",
             "runs.read",
         ),
+        PageEntry("engineer_probes", "Probes", ":material/psychology_alt:", "probes", "probe"),
     ],
     "Admin": [
         PageEntry(

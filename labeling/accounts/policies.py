@@ -40,6 +40,7 @@ POLICIES: dict[str, tuple[Role, ...]] = {
     "checkpoints": STAFF,
     "eval": STAFF,
     "generate": STAFF,
+    "probe": STAFF,  # hallucination probes: rlhf probe, the Probes page
     "runs.read": STAFF,
     # arena and results
     "arena.manage": STAFF,

@@ -53,10 +53,15 @@ Intervals (`ci=`)
 Ranks follow Chatbot Arena: rank = 1 + the number of ranked models whose interval lies entirely
 above this model's (their ci_low > this ci_high).
 
+Robustness (robustness.py, `robustness(lb)`): per model the fewest votes whose removal swaps it
+with the next one (flip votes: greedy upper bound by the gradient of the rating difference,
+exact on small data), provisional models, and each model's share of the battles.
+
 Modules: battles.py (Battles, make_battles, BattleCounts), battle_files.py (load_battles,
 read_battles), style.py (style features and covariates), bradley_terry.py (the objective and
-Newton's method), intervals.py (bootstrap and sandwich); this module ties them into `fit` and
-the result types, and re-exports the public names of the others.
+Newton's method), intervals.py (bootstrap and sandwich), robustness.py (flip votes,
+provisional models, sampling shares); this module ties them into `fit` and the result types,
+and re-exports the public names of the others.
 """
 
 from __future__ import annotations
@@ -86,6 +91,7 @@ from labeling.ratings.bradley_terry import (
     _unbounded,
 )
 from labeling.ratings.intervals import _intervals
+from labeling.ratings.robustness import Robustness, robustness
 from labeling.ratings.style import STYLE_FEATURES, style_features
 
 __all__ = [
@@ -100,6 +106,7 @@ __all__ = [
     "BattlesFile",
     "Leaderboard",
     "Rating",
+    "Robustness",
     "SkippedRow",
     "StyleRows",
     "expected_information",
@@ -108,6 +115,7 @@ __all__ = [
     "load_battles",
     "make_battles",
     "read_battles",
+    "robustness",
     "style_features",
 ]
 

@@ -1,8 +1,9 @@
 """Leaderboard (every role): Bradley–Terry ratings of an arena's contestants with confidence
-intervals, a win-rate heatmap, votes over time and a per-category view.
+intervals, how fragile the order is (flip votes, provisional models, sampling shares), a
+win-rate heatmap, votes over time and a per-category view.
 
-The maths is labeling/ratings/leaderboard.py; labeling.arena.leaderboard_view turns the arena's votes
-into battles and fits them. Model names come from the checkpoint registry and are shown as
+The maths is labeling/ratings/leaderboard.py and labeling/ratings/robustness.py;
+labeling.arena.leaderboard_view turns the arena's votes into battles and fits them. Model names come from the checkpoint registry and are shown as
 data (table cells, chart labels), never as Markdown or HTML.
 """
 
@@ -19,11 +20,12 @@ from labeling import arena
 from labeling import labeler_views as lv
 from labeling.errors import RLHFError
 from labeling.models import ProjectKind
+from labeling.ratings.robustness import DEFAULT_PROVISIONAL_VOTES, robustness
 
 ALL = "All categories"
 
 
-def _settings() -> dict:
+def _settings() -> tuple[dict, int]:
     with st.expander("Settings", icon=":material/tune:"):
         cols = st.columns(4)
         ci = cols[0].selectbox("Intervals", ["bootstrap", "sandwich"], key="lb-ci")
@@ -41,10 +43,15 @@ def _settings() -> dict:
             help="Fits answer length, headers, lists and bold text as extra factors, so a "
             "model is not rated up just for writing longer or fancier answers.",
         )  # fmt: skip
+        provisional = st.number_input(
+            "Provisional below (votes)", 1, 100_000, DEFAULT_PROVISIONAL_VOTES, key="lb-provisional",
+            help="Models with fewer votes are listed apart as provisional instead of being "
+            "ranked.",
+        )  # fmt: skip
     return dict(
         ci=ci, bootstrap=int(rounds) if ci == "bootstrap" else 0, ties=ties,
         min_votes=int(min_votes), style=style,
-    )  # fmt: skip
+    ), int(provisional)  # fmt: skip
 
 
 def render() -> None:
@@ -57,13 +64,14 @@ def render() -> None:
         return
     names = {p.id: p.name for p in projects}
     project_id = st.selectbox("Arena", list(names), format_func=names.__getitem__, key="lb-arena")
-    fit_kwargs = _settings()
+    fit_kwargs, provisional_votes = _settings()
     category = st.session_state.get("lb-category", ALL)
     try:
         with transaction() as s:
             view = arena.leaderboard_view(
                 s, project_id, category=None if category == ALL else category, **fit_kwargs
             )
+        fragility = robustness(view.board, provisional_votes=provisional_votes)
     except RLHFError as exc:
         st.error(inert_markdown(str(exc)))
         return
@@ -75,23 +83,38 @@ def render() -> None:
     if not board.rows:
         return
 
-    table = pd.DataFrame(
-        [
-            {
-                "Rank": r.rank,
-                "Model": r.model,
-                "Rating": None if r.rating is None else round(r.rating, 1),
-                "95% CI": None if r.ci_low is None else f"{r.ci_low:.1f} – {r.ci_high:.1f}",
-                "Votes": r.votes,
-                "Wins": r.wins,
-                "Losses": r.losses,
-                "Ties": r.ties,
-                "Note": r.note or "",
-            }  # fmt: skip
-            for r in board.rows
-        ]
-    )
-    st.dataframe(table, hide_index=True, width="stretch")
+    for warning in fragility.warnings:
+        st.warning(inert_markdown(warning))
+    fitted = {r.model: r for r in board.rows}
+
+    def row(r) -> dict:
+        f = fitted[r.model]
+        return {
+            "Rank": r.rank,
+            "Model": r.model,
+            "Rating": None if r.rating is None else round(r.rating, 1),
+            "95% CI": None if r.ci_low is None else f"{r.ci_low:.1f} – {r.ci_high:.1f}",
+            "Votes": r.votes,
+            "Flip votes": r.flip_votes,
+            "Share of battles": f"{r.battle_share:.1%}",
+            "Wins": f.wins,
+            "Losses": f.losses,
+            "Ties": f.ties,
+            "Note": (r.provisional_reason if r.provisional else r.note) or "",
+        }
+
+    main = [row(r) for r in fragility.rows if not r.provisional]
+    if main:
+        st.dataframe(pd.DataFrame(main), hide_index=True, width="stretch", key="lb-table")
+        st.caption(
+            "Flip votes: the fewest votes whose removal puts the next model below level with or "
+            "above this one (an upper bound found greedily; exact on small arenas)."
+        )
+    apart = [row(r) for r in fragility.rows if r.provisional]
+    if apart:
+        st.subheader("Provisional (not ranked yet)")
+        table = pd.DataFrame(apart).drop(columns=["Rank", "Flip votes"])
+        st.dataframe(table, hide_index=True, width="stretch", key="lb-provisional-table")
 
     ranked = [r for r in board.rows if r.ranked and r.rating is not None]
     if ranked:
@@ -110,6 +133,26 @@ def render() -> None:
             x="rating:Q", tooltip=["model", "rating", "low", "high"]
         )
         st.altair_chart(chart, width="stretch")
+
+    shares = pd.DataFrame(
+        [{"model": r.model, "share": r.battle_share, "votes": r.votes} for r in fragility.rows]
+    )
+    if len(shares) >= 2:
+        st.subheader("Share of battles (sampling)")
+        ratio = fragility.sampling_ratio
+        st.caption(
+            f"Largest share / smallest: {ratio:.1f}x" if ratio is not None else "One model only"
+        )
+        bar = (
+            alt.Chart(shares)
+            .mark_bar()
+            .encode(
+                x=alt.X("share:Q", axis=alt.Axis(format="%"), title="share of battle places"),
+                y=alt.Y("model:N", sort="-x", title=None),
+                tooltip=["model", alt.Tooltip("share:Q", format=".1%"), "votes"],
+            )
+        )
+        st.altair_chart(bar, width="stretch")
 
     if len(board.models) >= 2:
         st.subheader("Win rate (row model against column model)")

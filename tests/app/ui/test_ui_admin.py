@@ -377,6 +377,18 @@ def test_leaderboard_page_for_every_role(Session, people):  # noqa: N803
     charts = [c.proto.spec for c in at.get("vega_lite_chart")]
     heatmap = next(spec for spec in charts if '"rect"' in spec)
     assert '"text"' in heatmap and '".0%"' in heatmap
+    # 4 votes each, under the default 30: both listed apart as provisional, with a warning;
+    # the sampling shares are a bar chart.
+    assert any("Provisional" in h.value for h in at.subheader)
+    assert set(table["Note"]) == {"4 votes, fewer than 30"} and "Flip votes" not in table
+    assert any("2 provisional models" in w.value for w in at.warning)
+    assert any('"bar"' in spec and "share" in spec for spec in charts)
+    at.number_input(key="lb-provisional").set_value(1)
+    at = run(at)
+    ranked = at.dataframe[0].value
+    assert ranked["Rank"].tolist()[0] == 1 and ranked["Flip votes"].iloc[0] >= 1
+    assert ranked["Share of battles"].tolist() == ["50.0%", "50.0%"]
+    assert not any("Provisional" in h.value for h in at.subheader)
     at.selectbox(key="lb-category").set_value("code")
     at = run(at)
     assert at.dataframe[0].value["Votes"].sum() == 4  # 2 votes each, in "code" only

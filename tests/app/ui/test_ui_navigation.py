@@ -37,11 +37,12 @@ def test_each_role_sees_the_sections_its_policies_allow():
         "Label quality",
         "Launch training",
         "Runs and checkpoints",
+        "Probes",
     ]
     admin = _titles(Role.admin)
     assert list(admin) == ["Label", "Results", "Engineer", "Admin"]
     assert admin["Admin"] == ["Projects", "Users", "Dashboard"]
-    assert sum(map(len, admin.values())) == 14
+    assert sum(map(len, admin.values())) == 15
 
 
 def _required_actions(path: Path) -> list[str]:

@@ -1,0 +1,228 @@
+"""`rlhf probe`: where a checkpoint's knowledge ends, and "I don't know" data from it.
+
+rlhf probe --checkpoint 7 --project facts [--samples 5] [--temperature 0.7]
+           [--split heldout|train|all] [--max-new-tokens 64] [--seed 0] [--batch-size B] --json
+-> {"probe_id": 3, "questions": 40, "accuracy": 0.41, "abstention_rate": 0.05,
+    "confidently_wrong_rate": 0.3, "per_question": [...], ...}      (training/probe.py)
+rlhf probe run --checkpoint 7 --project facts ...   # the same, with an action named
+rlhf probe export --project facts --probe 3 --min-wrong 0.8 [--refusal TEXT ...] --json
+-> an sft snapshot: refusals where the model was wrong, its correct answers elsewhere
+rlhf probe report --project facts [--split heldout] --json
+-> per checkpoint probed: accuracy, abstention rate, confidently-wrong rate, 95% intervals
+rlhf probe show --project facts --probe 3 [--answers] --json
+rlhf probe list --project facts --json
+rlhf probe config --project facts [--abstain-phrase TEXT ...] [--refusal TEXT ...]
+                  [--max-answer-chars N] --json
+
+Questions are the prompts of an sft project that have a gold answer (labeling/probes.py).
+"""
+
+from __future__ import annotations
+
+from app.cli.common import acting_user, id_arg, int_in, print_json, print_table, sessionmaker
+
+SPLITS = ("heldout", "train", "all")  # labeling.generations.SPLITS, not imported: --help is light
+COLUMNS = ["checkpoint_id", "checkpoint", "probe_id", "questions", "accuracy",
+           "abstention_rate", "confidently_wrong_rate"]  # fmt: skip
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "probe",
+        help="ask a checkpoint the project's gold-answer questions k times; export "
+        "'I don't know' data (engineer, admin)",
+        description="Without an action: probe. The checkpoint answers each question of an sft "
+        "project that has a gold answer --samples times; each answer is judged correct, "
+        "incorrect, abstained or unjudged (too long to match) and stored with its sampling "
+        "parameters. Actions: export (an sft snapshot of refusals and correct answers), "
+        "report (figures per checkpoint), show, list, config; run is the probe itself.",
+    )
+    _probe_arguments(p)
+    psub = p.add_subparsers(dest="probe_command", metavar="ACTION")
+    # `rlhf probe run ...` is `rlhf probe ...` spelt with an action (for scripts and docs that
+    # name one)
+    _probe_arguments(psub.add_parser("run", help="probe (the same as no action)"))
+
+    ex = psub.add_parser("export", help="an sft snapshot: refusals where the model was wrong")
+    ex.add_argument("--project", required=True)
+    ex.add_argument("--probe", type=id_arg("probe"), required=True)
+    ex.add_argument("--min-wrong", type=float, default=0.8,
+                    help="refuse where at least this share of the samples was wrong (0.8)")  # fmt: skip
+    ex.add_argument("--refusal", action="append", metavar="TEXT",
+                    help="a refusal phrasing (repeat for several; default: the project's)")  # fmt: skip
+    ex.add_argument("--json", action="store_true")
+    ex.set_defaults(func=export)
+
+    rp = psub.add_parser("report", help="per checkpoint: accuracy, abstention, confidently wrong")
+    rp.add_argument("--project", required=True)
+    rp.add_argument("--split", default="heldout", choices=SPLITS)
+    rp.add_argument("--json", action="store_true")
+    rp.set_defaults(func=report)
+
+    sh = psub.add_parser("show", help="one probe's per-question results")
+    sh.add_argument("--project", required=True)
+    sh.add_argument("--probe", type=id_arg("probe"), required=True)
+    sh.add_argument("--answers", action="store_true", help="also each sampled answer's text")
+    sh.add_argument("--json", action="store_true")
+    sh.set_defaults(func=show)
+
+    ls = psub.add_parser("list", help="the project's probes, newest first")
+    ls.add_argument("--project", required=True)
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(func=list_)
+
+    cf = psub.add_parser("config", help="show or set how probe answers are judged and refused")
+    cf.add_argument("--project", required=True)
+    cf.add_argument("--abstain-phrase", action="append", metavar="TEXT",
+                    help="a phrase that means 'I don't know' (repeat; replaces the list)")  # fmt: skip
+    cf.add_argument("--refusal", action="append", metavar="TEXT",
+                    help="a refusal phrasing for exports (repeat; replaces the list)")  # fmt: skip
+    cf.add_argument("--max-answer-chars", type=int_in(1, 100_000),
+                    help="answers longer than this without a match stay unjudged (300)")  # fmt: skip
+    cf.add_argument("--json", action="store_true")
+    cf.set_defaults(func=config)
+
+
+def _probe_arguments(p) -> None:
+    p.add_argument("--checkpoint", type=id_arg("checkpoint"), help="policy checkpoint id")
+    p.add_argument("--project", help="project name")
+    p.add_argument("--samples", type=int, default=5, help="answers per question (1-64, default 5)")
+    p.add_argument("--temperature", type=float, default=0.7, help="0 = greedy (default 0.7)")
+    p.add_argument("--top-p", "--top_p", dest="top_p", type=float, default=1.0)
+    p.add_argument("--split", default="heldout", choices=SPLITS)
+    p.add_argument("--max-new-tokens", "--max_new_tokens", dest="max_new_tokens", type=int,
+                   default=64)  # fmt: skip
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int,
+                   help="default: fitted to free memory (small on CPU)")  # fmt: skip
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=probe)
+
+
+def _percent(value) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def probe(args) -> int:
+    from labeling.errors import InvalidInput
+
+    if args.checkpoint is None or not args.project:
+        raise InvalidInput("rlhf probe needs --checkpoint and --project (or an action: export, "
+                           "report, show, list, config)")  # fmt: skip
+    with sessionmaker().begin() as s:
+        user = acting_user(s, args, action="probe")
+        user_id = user.id if user is not None else None
+    from training.probe import run_probe
+
+    out = run_probe(
+        sessionmaker(), checkpoint_id=args.checkpoint, project=args.project,
+        samples=args.samples, temperature=args.temperature, top_p=args.top_p,
+        max_new_tokens=args.max_new_tokens, split=args.split, seed=args.seed,
+        batch_size=args.batch_size, created_by=user_id, progress=True,
+    )  # fmt: skip
+    if args.json:
+        print_json(out)
+        return 0
+    _print_questions(out)
+    print(
+        f"probe {out['probe_id']}: checkpoint {out['checkpoint_id']} on {out['questions']} "
+        f"questions x {out['samples']} samples: accuracy {_percent(out['accuracy'])}, "
+        f"abstained {_percent(out['abstention_rate'])}, confidently wrong "
+        f"{_percent(out['confidently_wrong_rate'])} of questions, {out['unjudged']} unjudged"
+    )
+    return 0
+
+
+def _print_questions(out) -> None:
+    rows = [
+        {**q, "question": q["question"][:60], "accuracy": _percent(q["accuracy"]),
+         "confidently_wrong": "yes" if q["confidently_wrong"] else ""}
+        for q in out["per_question"]
+    ]  # fmt: skip
+    print_table(rows, ["prompt_id", "question", "correct", "incorrect", "abstained",
+                       "unjudged", "accuracy", "confidently_wrong"])  # fmt: skip
+
+
+def export(args) -> int:
+    from labeling import probes, snapshots
+
+    with sessionmaker().begin() as s:
+        user = acting_user(s, args, action="probe")
+        snapshot, created, counts = probes.export_probe(
+            s, project=args.project, probe_id=args.probe, min_wrong=args.min_wrong,
+            refusal_texts=args.refusal, created_by=user.id if user else None,
+        )  # fmt: skip
+        out = {**snapshots.describe(s, snapshot), "created": created, **counts}
+    if args.json:
+        print_json(out)
+    else:
+        verb = "created" if created else "already existed:"
+        print(f"snapshot {out['id']} {verb} {out['rows']} rows ({out['refusals']} refusals, "
+              f"{out['correct_answers']} correct answers, {out['left_out']} questions left out) "
+              f"at {out['path']}")  # fmt: skip
+    return 0
+
+
+def report(args) -> int:
+    from labeling import probes
+
+    with sessionmaker().begin() as s:
+        acting_user(s, args, action="probe")
+        out = probes.report(s, args.project, split=args.split)
+    if args.json:
+        print_json(out)
+        return 0
+    rows = [
+        {**r, **{k: _percent(r[k]) for k in ("accuracy", "abstention_rate",
+                                              "confidently_wrong_rate")}}
+        for r in out["checkpoints"]
+    ]  # fmt: skip
+    print_table(rows, COLUMNS)
+    return 0
+
+
+def show(args) -> int:
+    from labeling import probes
+
+    with sessionmaker().begin() as s:
+        acting_user(s, args, action="probe")
+        out = probes.probe_results(s, args.probe, project=args.project, texts=args.answers)
+    if args.json:
+        print_json(out)
+    else:
+        _print_questions(out)
+    return 0
+
+
+def list_(args) -> int:
+    from labeling import probes
+
+    with sessionmaker().begin() as s:
+        acting_user(s, args, action="probe")
+        out = probes.list_probes(s, args.project)
+    if args.json:
+        print_json(out)
+    else:
+        print_table(
+            [{**r, "accuracy": _percent(r["accuracy"])} for r in out],
+            ["probe_id", "checkpoint_id", "status", "samples", "temperature", "split",
+             "questions", "accuracy", "created_at"],
+        )  # fmt: skip
+    return 0
+
+
+def config(args) -> int:
+    from labeling import probes
+
+    with sessionmaker().begin() as s:
+        acting_user(s, args, action="probe")
+        out = probes.configure(
+            s, args.project, abstain_phrases=args.abstain_phrase, refusal_texts=args.refusal,
+            max_answer_chars=args.max_answer_chars,
+        )  # fmt: skip
+    if args.json:
+        print_json(out)
+    else:
+        for key, value in out.items():
+            print(f"{key}: {value}")
+    return 0

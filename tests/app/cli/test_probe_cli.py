@@ -1,0 +1,183 @@
+"""`rlhf probe`, `rlhf probe export|report|show|list|config` end to end, both databases.
+
+The tiny in-process Llama of tests/training answers; its words are scripted by replacing
+training.generate's model.generate call (the tiny model's own words are random), so the
+verdicts, the export and the report are known."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from labeling import snapshots
+from labeling.hashing import prompt_hash
+from labeling.models import Probe, ProbeAnswer, Prompt, Snapshot
+from labeling.projects import create_project
+from labeling.registry import training_records
+
+TRAINING_TESTS = Path(__file__).resolve().parents[2] / "training"
+QUESTIONS = {  # question -> (gold, split, the model's answers)
+    "capital of france": ("Paris", "train", ["paris", "paris", "lyon"]),
+    "six times seven": ("42", "train", ["41", "41", "41"]),
+    "who wrote hamlet": ("Shakespeare", "heldout", ["i don't know"] * 3),
+    "legs of a spider": ("8", "heldout", ["6", "6", "6"]),
+}
+WORDS = (
+    "capital of france six times seven who wrote hamlet legs a spider paris lyon 42 41 "
+    "shakespeare 8 6 i don't know"
+).split()
+
+
+def _training_models():
+    spec = importlib.util.spec_from_file_location(
+        "probe_cli_tiny_models", TRAINING_TESTS / "test_training_models.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    tiny = _training_models()
+    return str(tiny.save_tiny_policy(tmp_path_factory.mktemp("probe-cli") / "policy",
+                                     tiny.word_tokenizer(WORDS)))  # fmt: skip
+
+
+@pytest.fixture
+def facts(Session, cli, admin, tiny_dir, monkeypatch):  # noqa: N803
+    """Users eng and lab, the project `facts` with answers, `blank` without; the policy id."""
+    import torch
+
+    from training import generate
+
+    for name, role in (("eng", "engineer"), ("lab", "labeler")):
+        res = cli("users", "add", name, "--role", role, "--password-stdin", user=admin,
+                  stdin="password-123\n")  # fmt: skip
+        assert res.code == 0, res.err
+    with Session.begin() as s:
+        project = create_project(s, name="facts", kind="sft")
+        blank = create_project(s, name="blank", kind="sft")
+        for question, (answer, split, _) in QUESTIONS.items():
+            messages = [{"role": "user", "content": question}]
+            for p, gold in ((project, answer), (blank, None)):
+                s.add(Prompt(project_id=p.id, messages=messages, split=split, answer=gold,
+                             content_hash=prompt_hash(messages)))  # fmt: skip
+
+        def copy(directory):
+            for name in os.listdir(tiny_dir):
+                shutil.copy(os.path.join(tiny_dir, name), directory / name)
+
+        ck = training_records.register_checkpoint(
+            s, kind="policy", directory=training_records.write_checkpoint_dir("tiny", copy),
+            run_id=None, base_model="tiny-llama",
+        )  # fmt: skip
+        checkpoint_id = ck.id
+    tokenizer = _training_models().word_tokenizer(WORDS)
+    asked: dict[str, int] = {}
+
+    def speak(model, *, input_ids, attention_mask, **_):
+        rows = []
+        for ids, mask in zip(input_ids, attention_mask, strict=True):
+            prompt = tokenizer.decode(ids[mask.bool()])
+            question = next(q for q in QUESTIONS if q in prompt)
+            n = asked.get(question, 0)
+            asked[question] = n + 1
+            text = QUESTIONS[question][2][n % 3]
+            rows.append(tokenizer(text, add_special_tokens=False)["input_ids"]
+                        + [tokenizer.eos_token_id])  # fmt: skip
+        width = max(map(len, rows))
+        rows = [r + [tokenizer.pad_token_id] * (width - len(r)) for r in rows]
+        return torch.cat([input_ids, torch.tensor(rows)], dim=1)
+
+    monkeypatch.setattr(generate, "_model_generate", speak)
+    return checkpoint_id
+
+
+def _count(Session, table) -> int:  # noqa: N803
+    with Session.begin() as s:
+        return s.scalar(select(func.count()).select_from(table))
+
+
+def test_probe_export_and_report_from_the_command_line(cli, facts, Session):  # noqa: N803
+    ck = str(facts)
+    res = cli("probe", "--checkpoint", ck, "--project", "facts", "--samples", "3",
+              "--temperature", "0.7", "--split", "all", "--max-new-tokens", "6", "--json",
+              user="eng")  # fmt: skip
+    assert res.code == 0, res.err
+    out = res.json()
+    assert {"probe_id", "questions", "accuracy", "abstention_rate", "confidently_wrong_rate",
+            "per_question"} <= set(out)  # fmt: skip
+    assert (out["questions"], out["answers"]) == (4, 12)
+    assert out["accuracy"] == round(2 / 12, 6) and out["abstention_rate"] == 0.25
+    assert out["confidently_wrong_rate"] == 0.5  # six times seven, legs of a spider
+    assert "probe facts: answered" in res.err  # progress on stderr
+    assert _count(Session, ProbeAnswer) == 12
+    per = {q["question"]: q for q in out["per_question"]}
+    assert per["capital of france"]["correct"] == 2 and per["who wrote hamlet"]["abstained"] == 3
+
+    exported = cli("probe", "export", "--project", "facts", "--probe", str(out["probe_id"]),
+                   "--min-wrong", "0.8", "--refusal", "I don't know that.",
+                   "--refusal", "I'm not sure.", "--json", user="eng")  # fmt: skip
+    assert exported.code == 0, exported.err
+    snap = exported.json()
+    assert (snap["refusals"], snap["correct_answers"], snap["left_out"]) == (2, 1, 1)
+    assert snap["kind"] == "sft" and snap["rows"] == 3 and snap["created"] is True
+    assert snap["filters"]["probe_id"] == out["probe_id"]
+    with Session.begin() as s:
+        rows = {r["messages"][0]["content"]: r["messages"][-1]["content"]
+                for split in snapshots.SPLITS
+                for r in snapshots.read_split(snapshots.get_snapshot(s, snap["id"]), split)}  # fmt: skip
+    assert rows["capital of france"] == "paris"
+    assert rows["six times seven"] in {"I don't know that.", "I'm not sure."}
+    assert rows["legs of a spider"] in {"I don't know that.", "I'm not sure."}
+    assert "who wrote hamlet" not in rows  # it already abstains: nothing to teach
+
+    report = cli("probe", "report", "--project", "facts", "--json", user="eng")
+    assert report.code == 0, report.err
+    (row,) = report.json()["checkpoints"]
+    assert row["checkpoint_id"] == facts and row["questions"] == 2  # the held-out ones
+    assert row["accuracy"] == 0.0 and row["abstention_rate"] == 0.5
+    assert row["accuracy_ci"][0] == 0.0 and 0 < row["accuracy_ci"][1] < 0.5
+    table = cli("probe", "report", "--project", "facts", "--split", "all", user="eng")
+    assert table.code == 0 and "CONFIDENTLY_WRONG_RATE" in table.out and "50.0%" in table.out
+
+    shown = cli("probe", "show", "--project", "facts", "--probe", str(out["probe_id"]),
+                "--answers", "--json", user="eng").json()  # fmt: skip
+    assert len(shown["per_question"][0]["answers"]) == 3
+    listed = cli("probe", "list", "--project", "facts", "--json", user="eng").json()
+    assert [p["probe_id"] for p in listed] == [out["probe_id"]]
+    conf = cli("probe", "config", "--project", "facts", "--abstain-phrase", "no idea",
+               "--json", user="eng").json()  # fmt: skip
+    assert conf["abstain_phrases"] == ["no idea"]
+
+
+def test_bad_requests_get_one_sentence_and_write_nothing(cli, facts, Session):  # noqa: N803
+    ck = str(facts)
+    base = ("--checkpoint", ck, "--project", "facts")
+    cases = [
+        (base, "lab", "lab is a labeler"),
+        (base, None, "who is running this?"),
+        (("--checkpoint", "999", "--project", "facts"), "eng", "no checkpoint with id 999"),
+        (("run", "--checkpoint", "999", "--project", "facts"), "eng", "no checkpoint with id 999"),
+        (("--checkpoint", ck, "--project", "blank"), "eng", "has no questions with a gold answer"),
+        ((*base, "--samples", "0"), "eng", "samples must be from 1 to 64"),
+        ((*base, "--temperature", "-1"), "eng", "temperature must be 0 (greedy) or more"),
+        ((*base, "--max-new-tokens", "0"), "eng", "max_new_tokens must be at least 1"),
+        (("--project", "facts"), "eng", "rlhf probe needs --checkpoint and --project"),
+        (("export", "--project", "facts", "--probe", "5"), "eng", "no probe with id 5"),
+        (("report", "--project", "nope"), "eng", "no project named 'nope'"),
+    ]  # fmt: skip
+    for args, user, message in cases:
+        res = cli("probe", *args, user=user)
+        assert res.code == 1 and message in res.err, (args, res.err)
+        assert len(res.err.strip().splitlines()) == 1, res.err
+    assert cli("probe", *base, "--split", "test", user="eng").code == 2  # argparse
+    assert (_count(Session, Probe), _count(Session, ProbeAnswer), _count(Session, Snapshot)) == (
+        0, 0, 0,
+    )  # fmt: skip
