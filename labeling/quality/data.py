@@ -30,8 +30,11 @@ NO_TIME = -1
 # without parsing: task id and user id (8 bytes each), then
 #   packed = choice (0 a, 1 b, 2 tie, 3 both_bad) + 4 * strength (0 none, 1..3)
 #            + 16 * (left side + 1; side 1 A, 0 B, -1 unknown) + 64 * gold task
-# and the time spent in ms (-1 unknown), 4 bytes each, all big-endian.
-_RECORD = np.dtype([("task", ">i8"), ("user", ">i8"), ("packed", ">i4"), ("ms", ">i4")])
+# then the time spent in ms (-1 unknown) and the UTC day it was given (days since 1970-01-01),
+# 4 bytes each, all big-endian.
+_RECORD = np.dtype(
+    [("task", ">i8"), ("user", ">i8"), ("packed", ">i4"), ("ms", ">i4"), ("day", ">i4")]
+)
 _PACKED = """
 CASE p.choice WHEN 'a' THEN 0 WHEN 'b' THEN 1 WHEN 'tie' THEN 2 ELSE 3 END
 + 4 * COALESCE(p.strength, 0)
@@ -39,15 +42,21 @@ CASE p.choice WHEN 'a' THEN 0 WHEN 'b' THEN 1 WHEN 'tie' THEN 2 ELSE 3 END
              WHEN p.left_response_id = t.response_b_id THEN 1 ELSE 0 END)
 + CASE WHEN t.is_gold THEN 64 ELSE 0 END"""
 _MS = "COALESCE(p.time_spent_ms, -1)"  # an int4 column on PostgreSQL
+_DAY = {  # SQLite keeps naive UTC text, PostgreSQL timestamptz
+    "postgresql": "((p.created_at AT TIME ZONE 'UTC')::date - DATE '1970-01-01')",
+    "sqlite": "CAST(julianday(substr(p.created_at, 1, 10)) - 2440587.5 AS INTEGER)",
+}
 _RECORDS = {
     "postgresql": f"""
 SELECT string_agg(int8send(p.task_id::bigint) || int8send(p.user_id::bigint)
-                  || int4send(({_PACKED})::integer) || int4send(({_MS})::integer), ''::bytea)""",
+                  || int4send(({_PACKED})::integer) || int4send(({_MS})::integer)
+                  || int4send(({_DAY["postgresql"]})::integer), ''::bytea)""",
     # SQLite has no binary functions: the same record as 48 hex digits (SQLite integers
     # are 64-bit: the time is clipped to 4 bytes, -1 masked to its two's complement)
     "sqlite": f"""
-SELECT group_concat(printf('%016x%016x%08x%08x', p.task_id, p.user_id, {_PACKED},
-                           MIN({_MS}, 2147483647) & 4294967295), '')""",
+SELECT group_concat(printf('%016x%016x%08x%08x%08x', p.task_id, p.user_id, {_PACKED},
+                           MIN({_MS}, 2147483647) & 4294967295,
+                           {_DAY["sqlite"]} & 4294967295), '')""",
 }
 _FROM = """
 FROM preferences p JOIN tasks t ON t.id = p.task_id
@@ -73,6 +82,7 @@ class Preferences:
     left_is_a: np.ndarray  # 1: response A was on the left, 0: B was, NO_SIDE
     ms: np.ndarray  # time spent, NO_TIME
     gold: np.ndarray  # 1 on a gold task
+    day: np.ndarray  # the UTC day it was given, days since 1970-01-01
 
     def __len__(self) -> int:
         return len(self.task)
@@ -97,6 +107,7 @@ def preferences(session: Session, project_id: int) -> Preferences:
         task=records["task"].astype(np.int64), user=records["user"].astype(np.int64),
         choice=packed & 3, strength=(packed >> 2) & 3, left_is_a=((packed >> 4) & 3) - 1,
         ms=records["ms"].astype(np.int64), gold=(packed >> 6) & 1,
+        day=records["day"].astype(np.int64),
     )  # fmt: skip
 
 

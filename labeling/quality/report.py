@@ -90,7 +90,6 @@ def quality_report(
     rng = np.random.default_rng(seed)
     if p.kind in (ProjectKind.pairwise, ProjectKind.arena):
         report = _pairwise(session, p, bootstrap, rng, reward_scorer)
-        report["over_time"] = trend.agreement_over_time(session, p.id)
     elif p.kind == ProjectKind.ranking:
         if reward_scorer is not None:
             raise InvalidInput(
@@ -119,6 +118,7 @@ def _empty(p: Project, kind: str, note: str) -> dict[str, Any]:
         "project": p.name, "kind": kind, "labels": 0, "agreement": None,
         "position_bias": None, "speed": None, "labelers": [],
         "items": {"labeled": 0, "with_overlap": 0}, "reward": None, "notes": [note],
+        "over_time": [],
     }  # fmt: skip
 
 
@@ -283,6 +283,7 @@ def _pairwise(
         "items": _items_json(tasks, counts, ds, gold, overlap_items),
         "reward": None if reward is None else reward["summary"],
         "notes": notes,
+        "over_time": trend.over_time(prefs),
     }
 
 

@@ -75,3 +75,27 @@ def test_no_labels_no_trend(Session):  # noqa: N803
         pid = projects.create_project(s, name="empty", kind="pairwise").id
     with Session() as s:
         assert agreement_over_time(s, pid) == []
+
+
+def test_a_pair_counts_on_the_day_of_its_later_label(Session):  # noqa: N803
+    """Three labels on one item: a, a on Monday, b on Tuesday. Monday has one pair (agreeing),
+    Tuesday two (neither agreeing): 3 pairs in all, never formed one by one."""
+    monday = datetime(2026, 11, 2, 9, tzinfo=UTC)
+    with Session.begin() as s:
+        p = projects.create_project(s, name="three", kind="pairwise", overlap=3)
+        prompt = add_prompt(s, p, "question?")
+        a, b = add_response(s, prompt, "A"), add_response(s, prompt, "B")
+        task = add_compare_task(s, p, prompt, a, b)
+        for i, (choice, when) in enumerate(
+            [("a", monday), ("a", monday), ("b", monday + timedelta(days=1))]
+        ):
+            user = users.add_user(s, name=f"l{i}", role="labeler", password=None)
+            s.add(Preference(task_id=task.id, user_id=user.id, choice=choice, created_at=when))
+        pid = p.id
+    with Session() as s:
+        trend = agreement_over_time(s, pid)
+    assert [(t["period"], t["labels"], t["pairs"], t["agreement"]) for t in trend] == [
+        ("2026-11-02", 2, 1, 1.0),
+        ("2026-11-03", 1, 2, 0.0),
+    ]
+    assert all(t["left_win_rate"] is None for t in trend)  # no side recorded
