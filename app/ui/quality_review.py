@@ -84,7 +84,7 @@ def _relabel(user_id: int, entry: dict[str, Any], widget_key: str) -> None:
     _review(user_id, entry, "relabel", choice=choice, strength=strength)
 
 
-def review_queue(user_id: int, project_id: int) -> None:
+def review_queue(user_id: int, project_id: int, report: dict[str, Any]) -> None:
     st.subheader("Review queue")
     st.caption(
         "Labels that differ from the gold answer or from the consensus, labels of flagged "
@@ -92,7 +92,7 @@ def review_queue(user_id: int, project_id: int) -> None:
         "every later snapshot (it stays in the history); a relabel replaces its judgment there."
     )
     with transaction() as s:
-        entries = review.review_queue(s, project_id, limit=QUEUE_SHOWN)
+        entries = review.review_queue(s, project_id, limit=QUEUE_SHOWN, report=report)
         items = _items(s, sorted({e["task_id"] for e in entries})) if entries else {}
     if not entries:
         st.caption("Nothing to review: no label is flagged, or every flagged one is reviewed.")

@@ -288,7 +288,9 @@ def unpause_labeler(session: Session, *, by_user_id: int, name: str) -> User:
 # --------------------------------------------------------------------------- the queue
 
 
-def review_queue(session: Session, project: str | int, *, limit: int = 50) -> list[dict]:
+def review_queue(
+    session: Session, project: str | int, *, limit: int = 50, report: dict | None = None
+) -> list[dict]:
     """Labels that need a look and have no review in force, most suspicious first:
 
     disagrees_with_gold      on a gold task, not among its accepted answers
@@ -301,8 +303,9 @@ def review_queue(session: Session, project: str | int, *, limit: int = 50) -> li
     labeler_flags, posterior, created_at}; `choice`/`strength` are None for a ranking,
     `order` None for a preference; `posterior` is the item's largest posterior probability
     (None for rankings, which have no Dawid–Skene model). The report is computed once (no
-    bootstrap); everything per label is numpy over the label arrays, and only the entries
-    returned are read as rows.
+    bootstrap; or `report`, the project's quality_report a caller already has: the flags do
+    not depend on the bootstrap); everything per label is numpy over the label arrays, and
+    only the entries returned are read as rows.
     """
     from labeling.projects import get_project
     from labeling.quality.report import quality_report
@@ -310,7 +313,8 @@ def review_queue(session: Session, project: str | int, *, limit: int = 50) -> li
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
         raise InvalidInput("the review queue's limit must be a whole number of 1 or more")
     p = get_project(session, project)
-    report = quality_report(session, p.id, bootstrap=0)  # refuses sft projects in a sentence
+    if report is None or report.get("project") != p.name:
+        report = quality_report(session, p.id, bootstrap=0)  # refuses sft in a sentence
     flags = {
         row["user_id"]: [f for f in row["flags"] if f in LABELER_FLAGS]
         for row in report["labelers"]

@@ -15,7 +15,7 @@ from labeling import labeler_views, projects, queue, undo
 from labeling.accounts import users
 from labeling.errors import InvalidInput, NotFound, PermissionDenied
 from labeling.models import Assignment, LabelReview, Preference, Ranking, ReviewAction
-from labeling.quality import review
+from labeling.quality import quality_report, review
 from labeling.tasks import add_compare_task, add_prompt, add_rank_task, add_response
 
 ITEMS, GOLD = 30, 4
@@ -222,6 +222,9 @@ def test_review_queue_finds_bad_labelers_and_a_gold_miss_and_drops_reviewed(Sess
     pid, ids, truth, gold_tasks = world(Session)
     with Session() as s:
         entries = review.review_queue(s, "pairs", limit=1000)
+        # the page hands over the report it already computed (with a bootstrap): same queue
+        report = quality_report(s, "pairs", bootstrap=20)
+        assert review.review_queue(s, "pairs", limit=1000, report=report) == entries
         by = {}
         for e in entries:
             assert KEYS <= set(e), e

@@ -146,7 +146,7 @@ def render() -> None:
         )
 
     if user.role in policies.allowed("review"):
-        quality_review.review_queue(user.id, project_id)
+        quality_review.review_queue(user.id, project_id, report)  # the report read above
         flagged_first = labelers.sort_values("flagged", ascending=False, kind="stable")
         quality_review.pause_controls(user.id, list(flagged_first["name"]))
 
