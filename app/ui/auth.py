@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from app.ui import state
+from app.ui import state, web_security
 from app.ui.db import transaction
 from app.ui.web_security import COOKIE, SESSION_PATH
 from labeling.accounts import login_throttle, policies, users, web_sessions
@@ -26,7 +26,9 @@ from labeling.models import Role
 
 SESSION_ENDED = "Your session has ended (logged out, expired or changed): please log in again."
 
-# Hands the token to the server, which sets it as an HttpOnly cookie (or clears it).
+# Hands the token to the server, which sets it as an HttpOnly cookie (or clears it) and
+# remembers the hand-over's key; the next run sees that and leaves the token out of the page.
+# (No component state: setting one would rerun the page and wipe a one-run message.)
 _COOKIE_JS = f"""
 export default function(component) {{
   const {{ data }} = component;
@@ -34,7 +36,7 @@ export default function(component) {{
   fetch("{SESSION_PATH}", {{
     method: "POST", credentials: "same-origin",
     headers: {{ "Content-Type": "application/json" }},
-    body: JSON.stringify({{ token: data.token }}),
+    body: JSON.stringify({{ token: data.token, key: data.key }}),
   }});
 }}
 """
@@ -59,7 +61,10 @@ def current_user() -> CurrentUser | None:
     elif ss.get(state.LOGGED_OUT):
         return None
     else:  # a new browser session: the cookie, else single sign-on
-        token = _cookie_token()
+        # Once per session: st.context.cookies keeps the cookies the page loaded with, so a dead
+        # one would still be there after the server cleared it, and be dropped again each run.
+        token = None if ss.get(state.COOKIE_READ) else _cookie_token()
+        ss[state.COOKIE_READ] = True
         found = _lookup(token) if token else None
         if found is None:
             if token:
@@ -189,21 +194,26 @@ def log_out() -> None:
 def _hand_to_cookie(token: str) -> None:
     """Queue `token` for the cookie ("" clears it); a fresh key tells this hand-over's
     acknowledgement apart from an earlier one's."""
-    st.session_state[state.COOKIE_PENDING] = (token, f"session-cookie-{secrets.token_hex(4)}")
+    st.session_state[state.COOKIE_PENDING] = (token, f"session-cookie-{secrets.token_hex(8)}")
 
 
 def sync_cookie() -> None:
     """Hand a new token to the server (it sets the HttpOnly cookie), or clear the cookie after
-    logout. Rendered by main.py on every run until the page says the server stored it: the run
-    that rendered it may be cut short (st.switch_page, st.rerun) before the browser ran it,
-    and a reload then would find no cookie."""
+    logout. Rendered by main.py on every run until the server has acted on it: the run that
+    rendered it may be cut short (st.switch_page, st.rerun) before the browser ran it, and a
+    reload then would find no cookie."""
+    # The slot is there on every run, so the page's own elements keep their places (and a login
+    # form its typed text) whether or not the hand-over is rendered in it.
+    slot = st.empty()
     pending = st.session_state.get(state.COOKIE_PENDING)
     if pending is None:
         return
     token, key = pending
-    result = _cookie_component(data={"token": token}, key=key, on_stored_change=lambda: None)
-    if result.get("stored"):
+    if web_security.acknowledged(key):
         st.session_state.pop(state.COOKIE_PENDING, None)
+        return
+    with slot:
+        _cookie_component(data={"token": token, "key": key}, key=key)
 
 
 def require_action(action: str) -> CurrentUser:

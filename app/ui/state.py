@@ -11,6 +11,7 @@ SHOWN_AT = "shown_at"  # monotonic time the current task appeared (time spent)
 FLASH = "flash"  # one message to show after the next rerun
 TOKEN = "session_token"  # the login token, looked up in the database on every rerun
 LOGGED_OUT = "logged_out"  # set by logout: the old cookie must not log the session back in
+COOKIE_READ = "cookie_read"  # the page load's cookie was looked at (it is read once, see auth)
 COOKIE_PENDING = "cookie_pending"  # (token, component key) until the server stored it ("" clears)
 SESSION_ENDED = "session_ended"  # the token died while the tab was open: say so at login
 EDITOR_REV = "editor_rev"  # bumped when Python replaces the answer editor's text

@@ -5,12 +5,16 @@
 - POST /_rlhf/session: the page hands the server a login token once, and the server sets
   it as an HttpOnly cookie, so scripts in the page can never read it afterwards. The
   request must come from a page of this same origin, and the token must be live in the
-  database; an empty token clears the cookie (logout).
+  database; an empty token clears the cookie (logout). The page names its hand-over (a
+  random key); the server remembers the keys it has acted on, and the app stops rendering
+  the hand-over once its key is among them (acknowledged), with no extra rerun.
 """
 
 from __future__ import annotations
 
 import json
+import threading
+from collections import OrderedDict
 
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import MutableHeaders
@@ -78,6 +82,24 @@ def _token_is_live(token: str) -> int | None:
 
 
 _sessions = None
+_acknowledged: OrderedDict[str, None] = OrderedDict()  # hand-over keys acted on, oldest first
+_acknowledged_lock = threading.Lock()
+MAX_ACKNOWLEDGED = 10_000  # a page that never reruns leaves its key here until it is pushed out
+
+
+def _acknowledge(key: object) -> None:
+    if not isinstance(key, str) or not 0 < len(key) <= 64:
+        return
+    with _acknowledged_lock:
+        _acknowledged[key] = None
+        while len(_acknowledged) > MAX_ACKNOWLEDGED:
+            _acknowledged.popitem(last=False)
+
+
+def acknowledged(key: str) -> bool:
+    """The server has set (or cleared) the cookie for the hand-over named `key`; forgets it."""
+    with _acknowledged_lock:
+        return _acknowledged.pop(key, False) is None
 
 
 async def session_cookie(request: Request) -> Response:
@@ -89,7 +111,8 @@ async def session_cookie(request: Request) -> Response:
     if len(body) > MAX_BODY:
         return Response("request too large", status_code=413)
     try:
-        token = json.loads(body).get("token") or ""
+        payload = json.loads(body)
+        token, key = payload.get("token") or "", payload.get("key")
     except (ValueError, AttributeError):
         return Response('expected {"token": ...}', status_code=400)
     if not isinstance(token, str):
@@ -98,6 +121,7 @@ async def session_cookie(request: Request) -> Response:
     response = Response(status_code=204)
     if not token:  # logout: the server already ended the token, this drops the copy
         response.delete_cookie(COOKIE, path="/", secure=secure, httponly=True, samesite="strict")
+        _acknowledge(key)
         return response
     max_age = await run_in_threadpool(_token_is_live, token)
     if max_age is None:
@@ -105,6 +129,7 @@ async def session_cookie(request: Request) -> Response:
     response.set_cookie(
         COOKIE, token, max_age=max_age, path="/", secure=secure, httponly=True, samesite="strict"
     )
+    _acknowledge(key)
     return response
 
 

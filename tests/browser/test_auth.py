@@ -131,9 +131,10 @@ def test_labeler_cannot_open_admin_pages_by_url(serve, new_page):
         goto(page, server, path)
         wait_idle(page)
         shot(page, f"typed-{path}")
-        # Streamlit's own answer to a page not in st.navigation: a "Page not found" notice,
-        # then the first page of the labeler's navigation runs instead.
-        assert "Page not found" in page.locator("body").inner_text(), path
+        # Streamlit's answer to a page not in st.navigation is the default page (which forwards
+        # to the labeler's first page) and a "Page not found" notice; the notice is Streamlit's
+        # and may be gone by the time the forward has run, so only what the labeler can see and
+        # reach is asserted.
         _assert_no_admin_page(page, path)
         close_notice(page)
         # 2. client-side navigation to it, as a crafted link would do

@@ -82,6 +82,20 @@ def test_login_then_session_ends_at_the_next_click_when_revoked(Session, app_tes
     assert not signed_in(at)  # reactivation does not revive this session
 
 
+def test_the_token_stays_in_the_page_only_until_the_server_has_set_the_cookie(app_test):
+    from app.ui import web_security
+
+    at = log_in(app_test(), "lab", PASSWORD)
+    token, key = at.session_state[state.COOKIE_PENDING]
+    assert token == at.session_state[state.TOKEN]
+    run(at)  # the browser has not posted it yet: the hand-over is rendered again
+    assert at.session_state[state.COOKIE_PENDING] == (token, key)
+    web_security._acknowledge(key)  # what POST /_rlhf/session does once it set the cookie
+    run(at)
+    assert state.COOKIE_PENDING not in at.session_state
+    assert signed_in(at) and not web_security.acknowledged(key)  # each key is used once
+
+
 def test_role_change_applies_at_the_next_click(Session, app_test):
     at = log_in(app_test(), "lab", PASSWORD)
     assert "Admin" not in str(at.sidebar)
