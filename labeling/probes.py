@@ -21,8 +21,8 @@ checkpoint with its sampling_params (as labeling/generations.py stores them, sou
                 settings["abstain_phrases"]); checked first
     incorrect   a short answer (at most settings["probe_max_answer_chars"], default 300
                 characters) that neither matches nor abstains
-    unjudged    a longer answer without a match: left for a person (judged_by then names
-                them; a labeler Judge task is not built yet)
+    unjudged    a longer answer without a match: left for a person, on the labelers' Judge
+                page or `rlhf probe judge` (judge_answer; judged_by then names them)
 
 The judging itself runs in training/probe.py (it reuses training/verifiers.py, which labeling
 may not import); this module stores, summarises and exports. Figures:
@@ -55,7 +55,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from labeling import generations
@@ -536,6 +536,108 @@ def report(session: Session, project: str | int, *, split: str = "heldout") -> d
             }
         )
     return {"project": row.name, "split": split, "checkpoints": rows}
+
+
+# --- judging by people ------------------------------------------------------------------
+
+#: What a person may say of an answer (not "unjudged": that is the absence of a verdict).
+HUMAN_VERDICTS = (Verdict.correct, Verdict.incorrect, Verdict.abstained)
+MAX_UNJUDGED_LIST = 1000
+
+
+def _unjudged_query(project: Project, probe_id: int | None):
+    query = (
+        select(AnswerRow.id, AnswerRow.probe_id, Prompt.messages, Prompt.answer, Response.text)
+        .join(ProbeRow, ProbeRow.id == AnswerRow.probe_id)
+        .join(Prompt, Prompt.id == AnswerRow.prompt_id)
+        .join(Response, Response.id == AnswerRow.response_id)
+        .where(ProbeRow.project_id == project.id, AnswerRow.verdict == Verdict.unjudged)
+        .where(ProbeRow.status == ProbeStatus.finished)
+    )
+    return query if probe_id is None else query.where(AnswerRow.probe_id == probe_id)
+
+
+def projects_to_judge(session: Session) -> list[tuple[str, int]]:
+    """(project name, answers waiting for a person) for every project that has some."""
+    rows = session.execute(
+        select(Project.name, func.count(AnswerRow.id))
+        .join(ProbeRow, ProbeRow.project_id == Project.id)
+        .join(AnswerRow, AnswerRow.probe_id == ProbeRow.id)
+        .where(AnswerRow.verdict == Verdict.unjudged, ProbeRow.status == ProbeStatus.finished)
+        .group_by(Project.name)
+        .order_by(Project.name)
+    )
+    return [(name, int(n)) for name, n in rows]
+
+
+def unjudged_answers(
+    session: Session,
+    project: str | int,
+    *,
+    probe_id: int | None = None,
+    skip: Sequence[int] = (),
+    limit: int = 50,
+) -> dict[str, Any]:
+    """The answers of the project's finished probes still waiting for a person, oldest first:
+    {"project", "remaining", "answers": [{"answer_id", "probe_id", "question", "reference",
+    "text"}]}. Which checkpoint wrote an answer is left out: the judge judges it blind."""
+    row = _probe_project(session, project)
+    if probe_id is not None:
+        get_probe(session, probe_id, project=row)
+    if not 1 <= int(limit) <= MAX_UNJUDGED_LIST:
+        raise InvalidInput(f"limit must be from 1 to {MAX_UNJUDGED_LIST}")
+    query = _unjudged_query(row, probe_id)
+    remaining = session.scalar(select(func.count()).select_from(query.subquery()))
+    if skip:
+        query = query.where(AnswerRow.id.not_in([int(i) for i in skip]))
+    answers = [
+        {"answer_id": int(answer_id), "probe_id": int(pid), "question": _question_text(messages),
+         "reference": reference, "text": text}
+        for answer_id, pid, messages, reference, text in session.execute(
+            query.order_by(AnswerRow.id).limit(int(limit))
+        )
+    ]  # fmt: skip
+    return {"project": row.name, "remaining": int(remaining or 0), "answers": answers}
+
+
+def judge_answer(
+    session: Session,
+    answer_id: int,
+    verdict: str,
+    *,
+    judged_by: int,
+    project: str | int | None = None,
+) -> dict[str, Any]:
+    """A person's verdict on an unjudged answer. The update is conditional, so of two people
+    judging the same answer at once the second is told it is already judged; a finished
+    probe's summary figures follow."""
+    try:
+        verdict = Verdict(verdict)
+    except ValueError:
+        verdict = None
+    if verdict not in HUMAN_VERDICTS:
+        raise InvalidInput(f"a verdict is one of {', '.join(v.value for v in HUMAN_VERDICTS)}")
+    answer = session.get(AnswerRow, int(answer_id))
+    probe = session.get(ProbeRow, answer.probe_id) if answer is not None else None
+    row = get_project(session, project) if project is not None else None
+    if probe is None or (row is not None and probe.project_id != row.id):
+        raise NotFound(f"no probe answer with id {answer_id}")
+    done = session.execute(
+        update(AnswerRow)
+        .where(AnswerRow.id == answer.id, AnswerRow.verdict == Verdict.unjudged)
+        .values(verdict=verdict, judged_by=judged_by)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if not done:
+        session.refresh(answer)
+        raise InvalidInput(
+            f"answer {answer_id} is already judged ({Verdict(answer.verdict).value})"
+        )
+    session.expire(answer)
+    if ProbeStatus(probe.status) == ProbeStatus.finished:
+        probe.summary = {**(probe.summary or {}), **_totals(_per_question(session, probe))}
+    session.flush()
+    return {"answer_id": answer.id, "probe_id": probe.id, "verdict": verdict.value}
 
 
 # --- export -----------------------------------------------------------------------------

@@ -11,6 +11,9 @@ rlhf probe report --project facts [--split heldout] --json
 -> per checkpoint probed: accuracy, abstention rate, confidently-wrong rate, 95% intervals
 rlhf probe show --project facts --probe 3 [--answers] --json
 rlhf probe list --project facts --json
+rlhf probe unjudged --project facts [--probe 3] [--limit 50] --json
+-> the answers the automatic judge left for a person (blind: no checkpoint named)
+rlhf probe judge --project facts --answer 812 --verdict correct|incorrect|abstained [--json]
 rlhf probe config --project facts [--abstain-phrase TEXT ...] [--refusal TEXT ...]
                   [--max-answer-chars N] --json
 
@@ -35,7 +38,8 @@ def register(sub) -> None:
         "project that has a gold answer --samples times; each answer is judged correct, "
         "incorrect, abstained or unjudged (too long to match) and stored with its sampling "
         "parameters. Actions: export (an sft snapshot of refusals and correct answers), "
-        "report (figures per checkpoint), show, list, config; run is the probe itself.",
+        "report (figures per checkpoint), show, list, config, unjudged and judge (a person's "
+        "verdict where the automatic judge could not match); run is the probe itself.",
     )
     _probe_arguments(p)
     psub = p.add_subparsers(dest="probe_command", metavar="ACTION")
@@ -70,6 +74,20 @@ def register(sub) -> None:
     ls.add_argument("--project", required=True)
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(func=list_)
+
+    uj = psub.add_parser("unjudged", help="answers waiting for a person's verdict")
+    uj.add_argument("--project", required=True)
+    uj.add_argument("--probe", type=id_arg("probe"))
+    uj.add_argument("--limit", type=int_in(1, 1000), default=50)
+    uj.add_argument("--json", action="store_true")
+    uj.set_defaults(func=unjudged)
+
+    jg = psub.add_parser("judge", help="a person's verdict on an unjudged answer (any role)")
+    jg.add_argument("--project", required=True)
+    jg.add_argument("--answer", type=id_arg("answer"), required=True)
+    jg.add_argument("--verdict", required=True, choices=["correct", "incorrect", "abstained"])
+    jg.add_argument("--json", action="store_true")
+    jg.set_defaults(func=judge)
 
     cf = psub.add_parser("config", help="show or set how probe answers are judged and refused")
     cf.add_argument("--project", required=True)
@@ -208,6 +226,36 @@ def list_(args) -> int:
             ["probe_id", "checkpoint_id", "status", "samples", "temperature", "split",
              "questions", "accuracy", "created_at"],
         )  # fmt: skip
+    return 0
+
+
+def unjudged(args) -> int:
+    from labeling import probes
+
+    with sessionmaker().begin() as s:
+        acting_user(s, args, action="label")
+        out = probes.unjudged_answers(s, args.project, probe_id=args.probe, limit=args.limit)
+    if args.json:
+        print_json(out)
+        return 0
+    rows = [{**a, "question": a["question"][:50], "text": a["text"][:60]} for a in out["answers"]]
+    print_table(rows, ["answer_id", "probe_id", "question", "reference", "text"])
+    print(f"{out['remaining']} answers waiting in {out['project']}")
+    return 0
+
+
+def judge(args) -> int:
+    from labeling import probes
+
+    with sessionmaker().begin() as s:
+        user = acting_user(s, args, action="label")
+        out = probes.judge_answer(
+            s, args.answer, args.verdict, judged_by=user.id, project=args.project,
+        )  # fmt: skip
+    if args.json:
+        print_json(out)
+    else:
+        print(f"answer {out['answer_id']} (probe {out['probe_id']}): {out['verdict']}")
     return 0
 
 

@@ -32,6 +32,7 @@ SECTIONS: dict[str, list[PageEntry]] = {
         PageEntry("compare", "Compare", ":material/compare:", "compare", "label"),
         PageEntry("write", "Write", ":material/edit_note:", "write", "label"),
         PageEntry("rank", "Rank", ":material/format_list_numbered:", "rank", "label"),
+        PageEntry("judge", "Judge", ":material/gavel:", "judge", "label"),
         PageEntry("progress", "My progress", ":material/insights:", "progress", "label"),
     ],
     "Results": [

@@ -275,3 +275,67 @@ def test_bad_requests_are_one_sentence_and_write_nothing(Session):  # noqa: N803
         with pytest.raises(InvalidInput, match="gives no rows"):
             probes.export_probe(s, project="facts", probe_id=running.id)
         assert s.scalar(select(func.count()).select_from(Snapshot)) == 0
+
+
+def test_people_judge_the_answers_the_automatic_judge_left(Session):  # noqa: N803
+    from labeling.accounts import users
+
+    with Session.begin() as s:
+        data = seed(s)
+        seed(s, name="other")
+        ann = users.add_user(s, name="ann", role="labeler", password="ann-password-long").id
+        bob = users.add_user(s, name="bob", role="labeler", password="bob-password-long").id
+        q1, q2, q3, q4 = data["prompts"]
+        verdicts = {
+            **first_probe(data),
+            q1: [("41", "incorrect")] * 3 + [("x " * 200, "unjudged")] * 2,
+        }
+        probe_id = run(s, data, "sft-1", verdicts)
+        running, _ = probes.create_probe(s, project="facts", checkpoint_id=data["sft-2"])
+        answer(s, running.id, data["sft-2"], {q4: [("y " * 200, "unjudged")]})
+    with Session.begin() as s:
+        assert probes.projects_to_judge(s) == [("facts", 3)]  # a running probe's wait
+        waiting = probes.unjudged_answers(s, "facts")
+        assert waiting["remaining"] == 3 and len(waiting["answers"]) == 3
+        first, second, third = waiting["answers"]
+        assert (first["question"], first["reference"]) == (QUESTIONS[0][0], "42")
+        assert "checkpoint" not in first and "checkpoint_id" not in first  # judged blind
+        assert probes.unjudged_answers(s, "facts", skip=[first["answer_id"]], limit=1)[
+            "answers"
+        ] == [second]
+        assert probes.unjudged_answers(s, "other")["remaining"] == 0
+        before = probes.probe_results(s, probe_id)
+    assert (before["unjudged"], before["correct"]) == (3, 3)
+
+    with Session.begin() as s:
+        probes.judge_answer(s, first["answer_id"], "correct", judged_by=ann, project="facts")
+        probes.judge_answer(s, third["answer_id"], "abstained", judged_by=bob)
+    with Session.begin() as s:
+        after = probes.probe_results(s, probe_id)
+        row = s.get(ProbeAnswer, first["answer_id"])
+        assert row.judged_by == ann and row.verdict.value == "correct"
+        assert s.get(Probe, probe_id).summary["unjudged"] == 1  # the stored figures follow
+        assert probes.unjudged_answers(s, "facts")["answers"] == [second]
+    assert (after["unjudged"], after["correct"], after["abstained"]) == (1, 4, 2)
+    assert after["judged"] == before["judged"] + 2
+
+    # of two people on the same answer, the second is told; bad input writes nothing
+    cases = [
+        ((first["answer_id"], "incorrect"), {}, InvalidInput, "is already judged (correct)"),
+        ((second["answer_id"], "unjudged"), {}, InvalidInput, "a verdict is one of correct"),
+        ((second["answer_id"], "maybe"), {}, InvalidInput, "a verdict is one of correct"),
+        ((99999, "correct"), {}, NotFound, "no probe answer with id 99999"),
+        ((second["answer_id"], "correct"), {"project": "other"}, NotFound, "no probe answer"),
+    ]
+    for args, extra, error, message in cases:
+        with Session.begin() as s:
+            with pytest.raises(error) as caught:
+                probes.judge_answer(s, *args, judged_by=bob, **extra)
+            assert message in str(caught.value), (args, caught.value)
+    with Session.begin() as s:
+        assert probes.probe_results(s, probe_id)["unjudged"] == 1
+        assert s.get(ProbeAnswer, first["answer_id"]).judged_by == ann
+        with pytest.raises(InvalidInput, match="limit must be from 1 to 1000"):
+            probes.unjudged_answers(s, "facts", limit=0)
+        with pytest.raises(NotFound, match="no probe with id"):
+            probes.unjudged_answers(s, "other", probe_id=probe_id)

@@ -181,3 +181,34 @@ def test_bad_requests_get_one_sentence_and_write_nothing(cli, facts, Session):  
     assert (_count(Session, Probe), _count(Session, ProbeAnswer), _count(Session, Snapshot)) == (
         0, 0, 0,
     )  # fmt: skip
+
+
+def test_a_labeler_judges_what_the_automatic_judge_left(cli, facts, Session):  # noqa: N803
+    # answers over 3 characters are left to a person: the capital of France's three
+    assert cli("probe", "config", "--project", "facts", "--max-answer-chars", "3",
+               user="eng").code == 0  # fmt: skip
+    out = cli("probe", "--checkpoint", str(facts), "--project", "facts", "--samples", "3",
+              "--split", "all", "--max-new-tokens", "6", "--json", user="eng").json()  # fmt: skip
+    assert (out["unjudged"], out["correct"], out["incorrect"]) == (3, 0, 6)
+    waiting = cli("probe", "unjudged", "--project", "facts", "--json", user="lab")
+    assert waiting.code == 0, waiting.err
+    items = waiting.json()["answers"]
+    assert [(i["question"], i["reference"], i["text"]) for i in items] == [
+        ("capital of france", "Paris", text) for text in ("paris", "paris", "lyon")
+    ]
+    table = cli("probe", "unjudged", "--project", "facts", user="lab")
+    assert "3 answers waiting in facts" in table.out and "lyon" in table.out
+    for item, verdict in zip(items, ("correct", "correct", "incorrect"), strict=True):
+        judged = cli("probe", "judge", "--project", "facts", "--answer", str(item["answer_id"]),
+                     "--verdict", verdict, "--json", user="lab")  # fmt: skip
+        assert judged.code == 0, judged.err
+        assert judged.json() == {"answer_id": item["answer_id"], "probe_id": out["probe_id"],
+                                 "verdict": verdict}  # fmt: skip
+    shown = cli("probe", "show", "--project", "facts", "--probe", str(out["probe_id"]),
+                "--json", user="eng").json()  # fmt: skip
+    assert (shown["unjudged"], shown["correct"], shown["incorrect"]) == (0, 2, 7)
+    again = cli("probe", "judge", "--project", "facts", "--answer", str(items[2]["answer_id"]),
+                "--verdict", "correct", user="lab")  # fmt: skip
+    assert again.code == 1 and "is already judged (incorrect)" in again.err
+    assert cli("probe", "judge", "--project", "facts", "--answer", "1", "--verdict", "unjudged",
+               user="lab").code == 2  # argparse: not a person's verdict  # fmt: skip

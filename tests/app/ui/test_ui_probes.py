@@ -86,3 +86,54 @@ def test_probes_page_shows_the_report_and_one_probe(Session):  # noqa: N803
     at.selectbox(key="probes-split").select("train").run()
     assert not at.exception
     assert any("No finished probe has train questions" in c.value for c in at.caption)
+
+
+def judge_page(user_id: int) -> AppTest:
+    at = AppTest.from_string("from app.ui.pages import judge\njudge.render()\n", default_timeout=30)
+    with app.ui.db.transaction() as s:
+        at.session_state[state.TOKEN] = web_sessions.start(s, user_id=user_id)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _leave_unjudged(Session, texts: list[str]) -> list[int]:  # noqa: N803
+    """Turn the first answers of the seeded probe back into long unjudged ones."""
+    from labeling.models import ProbeAnswer, Response
+
+    with Session.begin() as s:
+        rows = s.query(ProbeAnswer).order_by(ProbeAnswer.id).limit(len(texts)).all()
+        for row, text in zip(rows, texts, strict=True):
+            row.verdict = "unjudged"
+            s.get(Response, row.response_id).text = text
+        return [r.id for r in rows]
+
+
+def test_the_judge_page_gives_a_labeler_one_blind_answer_at_a_time(Session):  # noqa: N803
+    people = seed(Session)
+    empty = judge_page(people["labeler"])
+    assert [i.value for i in empty.info] == ["No model answers are waiting for a verdict."]
+    first, second = _leave_unjudged(Session, [HOSTILE + " long", "A long answer of forty one"])
+    at = judge_page(people["labeler"])
+    assert [t.value for t in at.title] == ["Judge"]
+    assert any("2 answers to judge" in c.value for c in at.caption)
+    shown = "\n".join(m.value for m in at.markdown)
+    assert "Capital of France?" in shown and "Paris" in shown
+    assert "`[click](https://evil.example)`" in shown  # the model's answer, inert
+    assert "sft-1" not in shown  # which checkpoint wrote it stays hidden
+    at.button(key="judge-skip").click().run()  # put aside: the next one shows
+    assert "A long answer of forty one" in "\n".join(m.value for m in at.markdown)
+    at.button(key="judge-incorrect").click().run()
+    assert [m.value for m in at.success] == [f"Answer {second} judged incorrect."]
+    assert any("You skipped the rest" in i.value for i in at.info)
+    with Session() as s:
+        out = probes.unjudged_answers(s, "facts")
+        from labeling.models import ProbeAnswer
+
+        judged = s.get(ProbeAnswer, second)
+        assert judged.judged_by == people["labeler"] and judged.verdict.value == "incorrect"
+    assert [a["answer_id"] for a in out["answers"]] == [first]
+    at.button[0].click().run()  # "Show the skipped ones again"
+    at.button(key="judge-correct").click().run()
+    assert [m.value for m in at.success] == [f"Answer {first} judged correct."]
+    assert [i.value for i in at.info] == ["No model answers are waiting for a verdict."]
