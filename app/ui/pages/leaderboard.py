@@ -9,6 +9,8 @@ data (table cells, chart labels), never as Markdown or HTML.
 
 from __future__ import annotations
 
+import hashlib
+
 import altair as alt
 import pandas as pd
 import streamlit as st
@@ -54,6 +56,22 @@ def _settings() -> tuple[dict, int]:
     ), int(provisional)  # fmt: skip
 
 
+@st.cache_data(max_entries=16, show_spinner="Checking how fragile the ranking is...")
+def _robustness(fingerprint: str, _board, provisional_votes: int):
+    """robustness() once per fitted board: it refits the arena many times (seconds on a big
+    one), and every click on this page reruns it. The fingerprint stands for the board."""
+    return robustness(_board, provisional_votes=provisional_votes)
+
+
+def _fingerprint(project_id: int, category: str, board) -> str:
+    """What robustness reads of a fitted board: its rows, the battles between each two
+    models and the fit's settings; a new vote changes them, so it is recomputed."""
+    digest = hashlib.sha256(repr((project_id, category, board.rows, board.models,
+                                  board.settings, board.n_battles)).encode())  # fmt: skip
+    digest.update(board.battle_counts.tobytes())
+    return digest.hexdigest()
+
+
 def render() -> None:
     auth.require_action("leaderboard")
     st.title("Leaderboard")
@@ -71,7 +89,9 @@ def render() -> None:
             view = arena.leaderboard_view(
                 s, project_id, category=None if category == ALL else category, **fit_kwargs
             )
-        fragility = robustness(view.board, provisional_votes=provisional_votes)
+        fragility = _robustness(
+            _fingerprint(project_id, category, view.board), view.board, provisional_votes
+        )
     except RLHFError as exc:
         st.error(inert_markdown(str(exc)))
         return

@@ -395,4 +395,15 @@ def test_leaderboard_page_for_every_role(Session, people):  # noqa: N803
     at.selectbox(key="lb-ci").set_value("sandwich")
     at.selectbox(key="lb-ties").set_value("davidson")
     run(at)
+    # robustness is cached per fitted board: a new vote is seen at once
+    with Session.begin() as s:
+        project = s.merge(project)
+        prompt = add_prompt(s, project, "q4", category="code")
+        for name, cid in zip(("alpha", "beta"), cks, strict=True):
+            add_response(s, prompt, f"{name} 4", author_kind="checkpoint", checkpoint_id=cid)
+        arena.schedule(s, project)
+        assignment = queue.claim_next(s, project_id=project.id, user_id=people["labeler"])
+        queue.submit_preference(s, task_id=assignment.task_id, user_id=people["labeler"],
+                                choice="b")  # fmt: skip
+    assert page("leaderboard", people["labeler"]).dataframe[0].value["Votes"].tolist() == [5, 5]
     assert page("leaderboard", None).warning  # logged out: asked to log in
