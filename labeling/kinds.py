@@ -119,6 +119,15 @@ class ProbeStatus(enum.StrEnum):
     failed = "failed"
 
 
+class DraftStatus(enum.StrEnum):
+    """A question a model drafted from a document, before a person's review
+    (labeling/question_drafts.py)."""
+
+    pending = "pending"
+    accepted = "accepted"  # became a question: a prompt with a gold answer
+    rejected = "rejected"
+
+
 class Verdict(enum.StrEnum):
     """A probe answer judged against the question's gold answer (labeling/probes.py)."""
 

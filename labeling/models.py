@@ -34,6 +34,7 @@ from labeling.kinds import (  # re-exported: the enums live there, free of SQLAl
     AssignmentStatus,
     AuthorKind,
     CheckpointKind,
+    DraftStatus,
     Choice,
     FlagReason,
     Origin,
@@ -578,4 +579,36 @@ class ProbeAnswer(Base):
     __table_args__ = (
         UniqueConstraint("probe_id", "prompt_id", "sample_index"),
         CheckConstraint("sample_index >= 0", name="sample_index_min"),
+    )
+
+
+class QuestionDraft(Base):
+    """A question and its short answer that a model drafted from a passage of a document, for
+    a person to accept (it becomes a prompt with a gold answer, probe material), edit, or
+    reject. labeling/question_drafts.py."""
+
+    __tablename__ = "question_drafts"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    document: Mapped[str] = mapped_column(String(255))  # the file's name, as given
+    passage_index: Mapped[int] = mapped_column(Integer)
+    passage: Mapped[str] = mapped_column(Text)
+    question: Mapped[str] = mapped_column(Text)
+    answer: Mapped[str] = mapped_column(Text)
+    content_hash: Mapped[str] = mapped_column(String(64))  # of (question, answer), per project
+    status: Mapped[DraftStatus] = mapped_column(
+        _enum(DraftStatus, "status"), default=DraftStatus.pending
+    )
+    checkpoint_id: Mapped[int | None] = mapped_column(
+        ForeignKey("checkpoints.id", ondelete="SET NULL")
+    )
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    reviewed_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    reviewed_at: Mapped[datetime | None] = mapped_column()
+    prompt_id: Mapped[int | None] = mapped_column(ForeignKey("prompts.id", ondelete="SET NULL"))
+    __table_args__ = (
+        UniqueConstraint("project_id", "content_hash"),
+        CheckConstraint("passage_index >= 0", name="passage_index_min"),
+        Index("ix_question_drafts_review", "project_id", "status", "id"),
     )

@@ -14,6 +14,11 @@ rlhf probe list --project facts --json
 rlhf probe unjudged --project facts [--probe 3] [--limit 50] --json
 -> the answers the automatic judge left for a person (blind: no checkpoint named)
 rlhf probe judge --project facts --answer 812 --verdict correct|incorrect|abstained [--json]
+rlhf probe draft --project facts --document handbook.md --checkpoint 7 [--per-passage 3] --json
+-> questions a model drafted from a document, pending a person's review (question_drafts)
+rlhf probe drafts --project facts [--status pending|accepted|rejected] [--limit 50] --json
+rlhf probe accept --project facts --draft 12 [--question TEXT] [--answer TEXT] [--json]
+rlhf probe reject --project facts --draft 13 [--json]
 rlhf probe config --project facts [--abstain-phrase TEXT ...] [--refusal TEXT ...]
                   [--max-answer-chars N] --json
 
@@ -39,7 +44,9 @@ def register(sub) -> None:
         "incorrect, abstained or unjudged (too long to match) and stored with its sampling "
         "parameters. Actions: export (an sft snapshot of refusals and correct answers), "
         "report (figures per checkpoint), show, list, config, unjudged and judge (a person's "
-        "verdict where the automatic judge could not match); run is the probe itself.",
+        "verdict where the automatic judge could not match), draft (questions a model drafts "
+        "from a document), drafts, accept and reject (people review them); run is the probe "
+        "itself.",
     )
     _probe_arguments(p)
     psub = p.add_subparsers(dest="probe_command", metavar="ACTION")
@@ -88,6 +95,38 @@ def register(sub) -> None:
     jg.add_argument("--verdict", required=True, choices=["correct", "incorrect", "abstained"])
     jg.add_argument("--json", action="store_true")
     jg.set_defaults(func=judge)
+
+    dr = psub.add_parser("draft", help="a model drafts questions from a document, for review")
+    dr.add_argument("--project", required=True)
+    dr.add_argument("--document", required=True, help="a UTF-8 .txt or .md file")
+    dr.add_argument("--checkpoint", type=id_arg("checkpoint"), required=True,
+                    help="the policy checkpoint that drafts")  # fmt: skip
+    dr.add_argument("--per-passage", type=int_in(1, 10), default=3,
+                    help="questions per passage (3)")  # fmt: skip
+    dr.add_argument("--passage-chars", type=int_in(200, 8000), default=1200)
+    dr.add_argument("--max-new-tokens", "--max_new_tokens", dest="max_new_tokens",
+                    type=int_in(16, 4096), default=192)  # fmt: skip
+    dr.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int_in(1, 1024))
+    dr.add_argument("--json", action="store_true")
+    dr.set_defaults(func=draft)
+
+    ds = psub.add_parser("drafts", help="the drafted questions, pending review by default")
+    ds.add_argument("--project", required=True)
+    ds.add_argument("--status", default="pending", choices=["pending", "accepted", "rejected"])
+    ds.add_argument("--limit", type=int_in(1, 1000), default=50)
+    ds.add_argument("--json", action="store_true")
+    ds.set_defaults(func=list_drafts)
+
+    for action, helptext in (("accept", "a drafted question becomes a question (any role)"),
+                             ("reject", "a drafted question is dropped (any role)")):  # fmt: skip
+        rv = psub.add_parser(action, help=helptext)
+        rv.add_argument("--project", required=True)
+        rv.add_argument("--draft", type=id_arg("draft"), required=True)
+        if action == "accept":
+            rv.add_argument("--question", help="the question as edited (default: as drafted)")
+            rv.add_argument("--answer", help="the answer as edited (default: as drafted)")
+        rv.add_argument("--json", action="store_true")
+        rv.set_defaults(func=review_draft, review=action)
 
     cf = psub.add_parser("config", help="show or set how probe answers are judged and refused")
     cf.add_argument("--project", required=True)
@@ -256,6 +295,62 @@ def judge(args) -> int:
         print_json(out)
     else:
         print(f"answer {out['answer_id']} (probe {out['probe_id']}): {out['verdict']}")
+    return 0
+
+
+def draft(args) -> int:
+    with sessionmaker().begin() as s:
+        user = acting_user(s, args, action="probe")
+        user_id = user.id
+    from training.question_drafts import draft_from_document
+
+    out = draft_from_document(
+        sessionmaker(), project=args.project, document=args.document,
+        checkpoint_id=args.checkpoint, per_passage=args.per_passage,
+        passage_chars=args.passage_chars, max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch_size, created_by=user_id,
+    )  # fmt: skip
+    if args.json:
+        print_json(out)
+    else:
+        print(f"{out['document']}: {out['passages']} passages, {out['drafted']} questions "
+              f"drafted, {out['new']} new for review ({out['duplicates']} already drafted, "
+              f"{out['unparsed_passages']} passages gave none)")  # fmt: skip
+    return 0
+
+
+def list_drafts(args) -> int:
+    from labeling import question_drafts
+
+    with sessionmaker().begin() as s:
+        acting_user(s, args, action="label")
+        out = question_drafts.list_drafts(s, args.project, status=args.status, limit=args.limit)
+    if args.json:
+        print_json(out)
+        return 0
+    print_table([{**d, "question": d["question"][:60]} for d in out["drafts"]],
+                ["draft_id", "document", "passage_index", "question", "answer"])  # fmt: skip
+    print(", ".join(f"{n} {status}" for status, n in out["counts"].items()))
+    return 0
+
+
+def review_draft(args) -> int:
+    from labeling import question_drafts
+
+    with sessionmaker().begin() as s:
+        user = acting_user(s, args, action="label")
+        if args.review == "accept":
+            out = question_drafts.accept_draft(
+                s, args.project, args.draft, reviewed_by=user.id, question=args.question,
+                answer=args.answer,
+            )  # fmt: skip
+        else:
+            out = question_drafts.reject_draft(s, args.project, args.draft, reviewed_by=user.id)
+    if args.json:
+        print_json(out)
+    else:
+        where = f": prompt {out['prompt_id']}" if out["prompt_id"] else ""
+        print(f"draft {out['draft_id']} {out['status']}{where}")
     return 0
 
 

@@ -33,6 +33,7 @@ SECTIONS: dict[str, list[PageEntry]] = {
         PageEntry("write", "Write", ":material/edit_note:", "write", "label"),
         PageEntry("rank", "Rank", ":material/format_list_numbered:", "rank", "label"),
         PageEntry("judge", "Judge", ":material/gavel:", "judge", "label"),
+        PageEntry("review_questions", "Questions", ":material/quiz:", "questions", "label"),
         PageEntry("progress", "My progress", ":material/insights:", "progress", "label"),
     ],
     "Results": [

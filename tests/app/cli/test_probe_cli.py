@@ -29,7 +29,7 @@ QUESTIONS = {  # question -> (gold, split, the model's answers)
 }
 WORDS = (
     "capital of france six times seven who wrote hamlet legs a spider paris lyon 42 41 "
-    "shakespeare 8 6 i don't know"
+    "shakespeare 8 6 i don't know Q: A: hamlet? spider?"
 ).split()
 
 
@@ -212,3 +212,82 @@ def test_a_labeler_judges_what_the_automatic_judge_left(cli, facts, Session):  #
     assert again.code == 1 and "is already judged (incorrect)" in again.err
     assert cli("probe", "judge", "--project", "facts", "--answer", "1", "--verdict", "unjudged",
                user="lab").code == 2  # argparse: not a person's verdict  # fmt: skip
+
+
+def test_a_model_drafts_questions_from_a_document_and_people_review_them(
+    cli,
+    facts,
+    Session,
+    tmp_path,
+    monkeypatch,  # noqa: N803
+):
+    import torch
+
+    from training import generate
+
+    tokenizer = _training_models().word_tokenizer(WORDS)
+    drafted = {  # passage -> what the model writes for it
+        "Hamlet": "Q: who wrote hamlet? A: shakespeare Q: legs of a spider? A: 8",
+        "Paris": "paris paris",  # no Q/A pair at all
+    }
+
+    def speak(model, *, input_ids, attention_mask, **_):
+        rows = []
+        for ids, mask in zip(input_ids, attention_mask, strict=True):
+            prompt = tokenizer.decode(ids[mask.bool()])
+            assert "Q: <unk>" in prompt  # the instruction names the form
+            text = drafted["Hamlet" if "hamlet" in prompt.split() else "Paris"]
+            rows.append(tokenizer(text, add_special_tokens=False)["input_ids"]
+                        + [tokenizer.eos_token_id])  # fmt: skip
+        width = max(map(len, rows))
+        rows = [r + [tokenizer.pad_token_id] * (width - len(r)) for r in rows]
+        return torch.cat([input_ids, torch.tensor(rows)], dim=1)
+
+    monkeypatch.setattr(generate, "_model_generate", speak)
+    document = tmp_path / "handbook.md"
+    document.write_text("Notes on hamlet and a spider. " * 10 + "\n\n" + "Paris facts. " * 20)
+    res = cli("probe", "draft", "--project", "facts", "--document", str(document),
+              "--checkpoint", str(facts), "--passage-chars", "300", "--json", user="eng")  # fmt: skip
+    assert res.code == 0, res.err
+    out = res.json()
+    assert (out["passages"], out["drafted"], out["new"], out["unparsed_passages"]) == (2, 2, 2, 1)
+    assert "draft facts: answered" in res.err  # progress on stderr
+    again = cli("probe", "draft", "--project", "facts", "--document", str(document),
+                "--checkpoint", str(facts), "--passage-chars", "300", user="eng")  # fmt: skip
+    assert again.code == 0 and "0 new for review (2 already drafted" in again.out
+    listed = cli("probe", "drafts", "--project", "facts", "--json", user="lab").json()
+    assert [(d["question"], d["answer"]) for d in listed["drafts"]] == [
+        ("who wrote hamlet?", "shakespeare"), ("legs of a spider?", "8"),
+    ]  # fmt: skip
+    hamlet, spider = (d["draft_id"] for d in listed["drafts"])
+    with Session() as s:
+        before = s.scalar(select(func.count()).select_from(Prompt))
+    accepted = cli("probe", "accept", "--project", "facts", "--draft", str(hamlet),
+                   "--question", "Who wrote Hamlet?", "--json", user="lab")  # fmt: skip
+    assert accepted.code == 0, accepted.err
+    assert accepted.json()["status"] == "accepted"
+    rejected = cli("probe", "reject", "--project", "facts", "--draft", str(spider), user="lab")
+    assert rejected.code == 0 and f"draft {spider} rejected" in rejected.out
+    with Session() as s:
+        prompt = s.get(Prompt, accepted.json()["prompt_id"])
+        assert (prompt.messages[-1]["content"], prompt.answer) == (
+            "Who wrote Hamlet?",
+            "shakespeare",
+        )
+        assert s.scalar(select(func.count()).select_from(Prompt)) == before + 1
+    twice = cli("probe", "reject", "--project", "facts", "--draft", str(hamlet), user="lab")
+    assert twice.code == 1 and "was already reviewed (accepted)" in twice.err
+    cases = [
+        (("--document", str(tmp_path / "none.md")), "eng", "no such document"),
+        (("--document", str(tmp_path)), "eng", "is a folder, not a document"),
+        (("--document", str(document)), "lab", "lab is a labeler"),
+    ]
+    for args, user, message in cases:
+        res = cli("probe", "draft", "--project", "facts", "--checkpoint", str(facts), *args,
+                  user=user)  # fmt: skip
+        assert res.code == 1 and message in res.err, (args, res.err)
+    binary = tmp_path / "scan.pdf"
+    binary.write_bytes(b"%PDF\xff\xfe")
+    res = cli("probe", "draft", "--project", "facts", "--checkpoint", str(facts), "--document",
+              str(binary), user="eng")  # fmt: skip
+    assert res.code == 1 and "not UTF-8 text" in res.err

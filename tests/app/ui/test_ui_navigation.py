@@ -26,7 +26,7 @@ def _titles(role: Role) -> dict[str, list[str]]:
 def test_each_role_sees_the_sections_its_policies_allow():
     labeler = _titles(Role.labeler)
     assert labeler == {
-        "Label": ["Compare", "Write", "Rank", "Judge", "My progress"],
+        "Label": ["Compare", "Write", "Rank", "Judge", "Questions", "My progress"],
         "Results": ["Leaderboard", "Account"],
     }
     engineer = _titles(Role.engineer)
@@ -42,7 +42,7 @@ def test_each_role_sees_the_sections_its_policies_allow():
     admin = _titles(Role.admin)
     assert list(admin) == ["Label", "Results", "Engineer", "Admin"]
     assert admin["Admin"] == ["Projects", "Users", "Dashboard"]
-    assert sum(map(len, admin.values())) == 16
+    assert sum(map(len, admin.values())) == 17
 
 
 def _required_actions(path: Path) -> list[str]:

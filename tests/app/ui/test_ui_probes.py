@@ -137,3 +137,39 @@ def test_the_judge_page_gives_a_labeler_one_blind_answer_at_a_time(Session):  # 
     at.button(key="judge-correct").click().run()
     assert [m.value for m in at.success] == [f"Answer {first} judged correct."]
     assert [i.value for i in at.info] == ["No model answers are waiting for a verdict."]
+
+
+def test_the_questions_page_reviews_drafts_one_at_a_time(Session):  # noqa: N803
+    from labeling import question_drafts
+    from labeling.models import QuestionDraft
+
+    people = seed(Session)
+    at = AppTest.from_string(
+        "from app.ui.pages import review_questions\nreview_questions.render()\n",
+        default_timeout=30,
+    )
+    with app.ui.db.transaction() as s:
+        at.session_state[state.TOKEN] = web_sessions.start(s, user_id=people["labeler"])
+    at.run()
+    assert [i.value for i in at.info] == ["No drafted questions are waiting for review."]
+    with Session.begin() as s:
+        question_drafts.add_drafts(
+            s, "facts", document="notes.md", passage_index=0, passage=HOSTILE,
+            pairs=[("Who wrote Hamlet?", "Shakespeare"), ("Legs of a spider?", "six")],
+        )  # fmt: skip
+    at.run()
+    assert [t.value for t in at.title] == ["Questions"]
+    assert any("2 drafts to review" in c.value for c in at.caption)
+    assert any("`[click](https://evil.example)`" in m.value for m in at.markdown)  # inert
+    assert [t.value for t in at.text_input] == ["Who wrote Hamlet?", "Shakespeare"]
+    at.button(key="draft-accept").click().run()
+    assert any("accepted&#58; question" in m.value for m in at.success)  # flashed inertly
+    assert [t.value for t in at.text_input] == ["Legs of a spider?", "six"]
+    at.text_input[1].input("8").run()  # the reviewer corrects the answer, then accepts
+    at.button(key="draft-accept").click().run()
+    with Session() as s:
+        answers = {p.messages[-1]["content"]: p.answer for p in s.query(Prompt)}
+        reviewers = {d.reviewed_by for d in s.query(QuestionDraft)}
+    assert answers["Legs of a spider?"] == "8" and answers["Who wrote Hamlet?"] == "Shakespeare"
+    assert reviewers == {people["labeler"]}
+    assert [i.value for i in at.info] == ["No drafted questions are waiting for review."]
