@@ -197,11 +197,13 @@ def claim_next(
     """The user's next task in this project, leased to them; None when nothing is left.
 
     A live lease the user already holds comes back first (a reload resumes the same task).
-    Gold items are served at the project's gold rate, falling back to the other kind.
+    Gold items are served at the project's gold rate, falling back to the other kind. A paused
+    user gets back only a lease that is still live, as it is (not renewed): the task in hand
+    can be finished, nothing else is claimed.
     """
     now = now or utcnow()
     rng = rng or random
-    _not_paused(_active_user(session, user_id))
+    user = _active_user(session, user_id)
     project = session.get(Project, project_id)
     if project is None:
         raise NotFound(f"no project with id {project_id}")
@@ -215,6 +217,11 @@ def claim_next(
         )
         .order_by(Assignment.claimed_at.desc())
     ).all()
+    if user.paused_at is not None:
+        for assignment in held:
+            if _counts(session, assignment, now):
+                return assignment
+        _not_paused(user)
     for assignment in held:
         if _relet(session, assignment, project, now):
             return assignment

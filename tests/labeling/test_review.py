@@ -339,12 +339,18 @@ def test_pause_stops_claims_and_renewals_and_unpause_restores(Session):  # noqa:
 
     later = held_until - timedelta(seconds=60)
     with Session.begin() as s:
-        with pytest.raises(PermissionDenied, match="your account is paused by a reviewer: "):
-            queue.claim_next(s, project_id=pid, user_id=lab, now=later)
+        # the task in hand stays in sight (a reload shows it again), as it is
+        assert queue.claim_next(s, project_id=pid, user_id=lab, now=later).id == held_id
         with pytest.raises(queue.AccountPaused, match="until a reviewer unpauses it"):
             queue.renew(s, assignment_id=held_id, user_id=lab, now=later)
+    with Session.begin() as s:  # once its lease is over, nothing comes back
+        with pytest.raises(PermissionDenied, match="your account is paused by a reviewer: "):
+            queue.claim_next(s, project_id=pid, user_id=lab,
+                             now=held_until + timedelta(seconds=1))  # fmt: skip
+    with Session.begin() as s:
         with pytest.raises(queue.AccountPaused):  # what the labeling pages call
-            labeler_views.open_task(s, user_id=lab, project_id=pid)
+            labeler_views.open_task(s, user_id=lab, project_id=pid,
+                                    now=held_until + timedelta(seconds=1))  # fmt: skip
     with Session() as s:
         lease = s.get(Assignment, held_id)
         assert lease.expires_at == held_until and lease.status.value == "active"  # not renewed
