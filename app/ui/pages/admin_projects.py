@@ -195,7 +195,7 @@ def edit_project_form(user_id: int, names: dict[int, str]) -> None:
 
 
 ARENA_FIELDS = ("auto_enter", "opponents", "include_human", "max_prompts", "min_pair_votes",
-                "max_new_tokens", "temperature")  # fmt: skip
+                "max_new_tokens", "temperature", "cpu_max_prompts", "cuda_max_prompts")  # fmt: skip
 
 
 def arena_settings_form(user_id: int, project_id: int) -> None:
@@ -223,6 +223,15 @@ def arena_settings_form(user_id: int, project_id: int) -> None:
                        key=prefix + "max_new_tokens")  # fmt: skip
     left.number_input("Temperature", min_value=0.0, max_value=5.0, step=0.1, format="%.2f",
                       value=float(conf["temperature"]), key=prefix + "temperature")  # fmt: skip
+    middle.number_input(
+        "Prompts an entry answers on CPU", min_value=0, step=1, value=int(conf["cpu_max_prompts"]),
+        key=prefix + "cpu_max_prompts", help="0: all of them. A CPU answers slowly; every "
+        "contestant answers the same first prompts, so they stay comparable.",
+    )  # fmt: skip
+    right.number_input(
+        "Prompts an entry answers on a GPU", min_value=0, step=1,
+        value=int(conf["cuda_max_prompts"]), key=prefix + "cuda_max_prompts", help="0: all.",
+    )  # fmt: skip
     st.button("Save arena settings", key=prefix + "save", on_click=_save_arena,
               args=(user_id, project_id, prefix))  # fmt: skip
 

@@ -337,12 +337,16 @@ def test_arena_settings_on_the_projects_page(Session, people):  # noqa: N803
     at.toggle(key=prefix + "auto_enter").set_value(False)
     at.selectbox(key=prefix + "opponents").set_value("all")
     at.number_input(key=prefix + "min_pair_votes").set_value(2)
+    assert at.number_input(key=prefix + "cpu_max_prompts").value == 8  # the default cap
+    at.number_input(key=prefix + "cpu_max_prompts").set_value(0)  # every prompt, on CPU too
+    at.number_input(key=prefix + "cuda_max_prompts").set_value(500)
     at = click(run(at), prefix + "save")
     assert "Saved the arena settings" in at.success[0].value
     with Session.begin() as s:
         conf = arena.settings(projects.get_project(s, project_id))
         assert conf["auto_enter"] is False and conf["opponents"] == "all"
         assert conf["min_pair_votes"] == 2 and conf["max_prompts"] is None
+        assert (conf["cpu_max_prompts"], conf["cuda_max_prompts"]) == (0, 500)
 
 
 def test_leaderboard_page_for_every_role(Session, people):  # noqa: N803
