@@ -8,6 +8,8 @@ test_train_sft_reward.py / test_train_dpo_rl.py (SQLite; HF offline).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import test_train_dpo_rl as dpo_rl
 from sqlalchemy import func, select
 
@@ -125,6 +127,10 @@ def test_checkpoints_add_registers_a_baseline(cli, snaps, tiny_models, Session):
         assert ck.config["source"] == str(tiny_models["policy"])
         model, _ = load_policy(f"checkpoint:{ck.id}", session=s)  # complete, safetensors
         assert model.num_parameters() > 0
+    # a plain safetensors folder is linked, not written again: the same bytes, no second copy
+    source = Path(tiny_models["policy"]) / "model.safetensors"
+    linked = Path(out["path"]) / "model.safetensors"
+    assert linked.stat().st_ino == source.stat().st_ino
     again = cli("checkpoints", "add", "--model", str(tiny_models["policy"]), "--name", "baseline",
                 user="eng")  # fmt: skip
     assert again.code == 1 and "already exists" in again.err

@@ -6,6 +6,7 @@ Tiny models are built in-process and saved as safetensors; nothing is downloaded
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -216,6 +217,29 @@ def test_bogus_safetensors_through_the_cli(cli, admin, tmp_path):
     lines = result.err.strip().splitlines()
     assert len(lines) == 1 and str(weights) in lines[0]
     assert cli("checkpoints", "list", "--json", user=admin).json() == []
+
+
+def test_checkpoints_add_takes_no_pickle_and_refuses_a_folder_that_does_not_load(
+    cli, admin, tmp_path
+):
+    folder = save_tiny_policy(tmp_path / "policy")
+    (folder / "pytorch_model.bin").write_bytes(b"a pickle is never taken along")
+    (folder / "notes.md").write_text("not a model file")
+    added = cli("checkpoints", "add", "--model", str(folder), "--name", "linked", "--json",
+                user=admin)  # fmt: skip
+    assert added.code == 0, added.err
+    kept = sorted(p.name for p in Path(added.json()["path"]).iterdir())
+    assert "pytorch_model.bin" not in kept and "notes.md" not in kept
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= set(kept)
+    models.load_policy(added.json()["path"])  # and it loads
+    broken = save_tiny_policy(tmp_path / "broken")
+    (broken / "config.json").write_text("{not json")
+    refused = cli("checkpoints", "add", "--model", str(broken), "--name", "broken", user=admin)
+    assert refused.code == 1 and "does not load as a model" in refused.err
+    assert len(refused.err.strip().splitlines()) == 1
+    assert [c["name"] for c in cli("checkpoints", "list", "--json", user=admin).json()] == [
+        "linked"
+    ]
 
 
 def test_default_reward_model_is_found_without_loading_policy():
