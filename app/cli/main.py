@@ -20,6 +20,7 @@ from app.cli import (
     probe_cmd,
     projects_cmd,
     quality_cmd,
+    queue_cmd,
     review_cmd,
     serve_cmd,
     snapshot_cmd,
@@ -47,6 +48,7 @@ COMMANDS = [
     leaderboard_cmd,
     quality_cmd,
     review_cmd,
+    queue_cmd,
     worker_cmd,
 ]
 

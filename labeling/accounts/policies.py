@@ -34,6 +34,7 @@ POLICIES: dict[str, tuple[Role, ...]] = {
     "snapshot.read": STAFF,
     "quality": STAFF,  # label-quality metrics: rlhf quality, the Quality page (read-only)
     "review": STAFF,  # accept / reject / relabel labels, pause labelers (no separate role)
+    "queue.prioritise": STAFF,  # active learning: re-order a project's open compare tasks
     # training and models
     "train": STAFF,
     "worker": STAFF,

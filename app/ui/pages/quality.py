@@ -14,7 +14,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from app.ui import auth, quality_review
+from app.ui import auth, quality_review, queue_order
 from app.ui.actions import show_flash
 from app.ui.db import transaction
 from app.ui.pages.admin_dashboard import pick_project
@@ -80,7 +80,7 @@ def render() -> None:
     if picked is None:
         st.info("No projects yet: create one on the Projects page.")
         return
-    project_id, _, _ = picked
+    project_id, _, kind = picked
     rounds = st.number_input("Bootstrap rounds", 0, 10_000, 200, step=100, key="quality-rounds")
     try:
         with transaction() as s:
@@ -91,6 +91,8 @@ def render() -> None:
     for note in report["notes"]:
         st.caption(inert_markdown(note))
     if not report["labelers"]:
+        if user.role in policies.allowed("queue.prioritise"):
+            queue_order.controls(user.id, project_id, kind)
         return
 
     cols = st.columns(4)
@@ -149,6 +151,8 @@ def render() -> None:
         quality_review.review_queue(user.id, project_id, report)  # the report read above
         flagged_first = labelers.sort_values("flagged", ascending=False, kind="stable")
         quality_review.pause_controls(user.id, list(flagged_first["name"]))
+    if user.role in policies.allowed("queue.prioritise"):
+        queue_order.controls(user.id, project_id, kind)
 
 
 def _over_time(trend: list[dict]) -> None:
