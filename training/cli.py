@@ -126,14 +126,17 @@ def recipe_main(
     """`python -m training.KIND ...`: parse, check the engineer, run, print (rank 0). `own`
     names the recipe's own arguments that go into its RunSpec (rl: reward, algo, ...)."""
     from labeling.errors import RLHFError
-    from training.spec import Call, RunSpec
+    from training.spec import WATCH_OWN, Call, RunSpec
 
     args, flags = parser.parse_known_args(argv)
+    named = {name: getattr(args, name) for name in own if name != "watch"}
+    if "watch" in own:  # rl: the watch's settings, one dict
+        named["watch"] = {k: getattr(args, k, None) for k in WATCH_OWN}
     try:
         user = engineer_id(args.user)
         spec = RunSpec.from_flags(
             kind, snapshot_id=args.snapshot, base=args.base, preset=args.preset, flags=flags,
-            **{name: getattr(args, name) for name in own},
+            **named,
         )  # fmt: skip
         result = run(spec, Call(created_by=user, json_output=args.json))
     except RLHFError as exc:

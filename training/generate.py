@@ -123,8 +123,12 @@ def _decode_kwargs(
     return kwargs
 
 
-def generate(model, tokenizer, prompts, *, max_new_tokens: int, batch_size: int = 8):
-    """Greedy answers: [(sequence ids, attention mask, completion mask, prompt width, text)]
+def generate(
+    model, tokenizer, prompts, *, max_new_tokens: int, batch_size: int = 8,
+    temperature: float = 0.0, seed: int = 0,
+):  # fmt: skip
+    """Greedy answers (or, temperature > 0, sampled with the torch seed set to seed + the
+    batch's offset): [(sequence ids, attention mask, completion mask, prompt width, text)]
     per batch, in the prompts' order. The completion mask covers the generated tokens up to
     and including the first EOS (at least one token is generated)."""
     import torch
@@ -132,13 +136,15 @@ def generate(model, tokenizer, prompts, *, max_new_tokens: int, batch_size: int 
     device = next(model.parameters()).device
     eos = eos_ids(model, tokenizer)
     kwargs = _decode_kwargs(
-        tokenizer, eos, max_new_tokens=max_new_tokens, temperature=0.0, top_p=1.0
+        tokenizer, eos, max_new_tokens=max_new_tokens, temperature=temperature, top_p=1.0
     )
     model.eval()
     batches = []
     with torch.inference_mode():
         for i in range(0, len(prompts), batch_size):
             input_ids, mask = _left_padded(tokenizer, prompts[i : i + batch_size], device)
+            if temperature > 0:
+                torch.manual_seed(seed + i)
             out = model.generate(
                 input_ids=input_ids, attention_mask=mask, min_new_tokens=1, **kwargs
             )

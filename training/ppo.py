@@ -5,6 +5,7 @@
                   [--max_steps 20 --kl_coef 0.05 --response_length 32 --num_ppo_epochs 4]
     rlhf train rl --algo ppo --reward verifiable --snapshot 5 [--answer_pattern REGEX]
     rlhf train rl --algo ppo --reward checkpoint:4=0.5,verifiable=1.0 --snapshot 5
+    rlhf train rl --algo ppo --reward checkpoint:4 --snapshot 3 --watch_every 5 --kl_budget 20
     python -m training.rl --algo ppo ...               (RLHF_USER names the engineer)
 
 TRL 1.x has no PPOTrainer (removed upstream), so this is ours, on transformers + peft; its
@@ -32,7 +33,11 @@ other recipes. Top to bottom:
     the run (no checkpoint); a cancel request stops it.
  5. every `save_steps`: trainable weights (adapters / weights, value head or critic) in
     safetensors, the optimizer state and the step under the run's directory
-    (checkpoint-N/); `rlhf train rl --resume RUN` continues from the newest.
+    (checkpoint-N/); `rlhf train rl --resume RUN` continues from the newest. The
+    over-optimisation watch (training/watch.py: train_ppo(..., watch=)) takes a point
+    before the first step and every --watch_every steps (and the last); its stop rule
+    (--kl_budget, --stop_on_divergence) ends the loop, and the kept watch point's weights
+    go back into the policy before it is saved.
  6. the policy (LoRA: its adapter and a pointer to the base; no value head or critic in
     its files) is written atomically as rl-ppo-run{id}-{sha8} and registered, parent = the
     base.
@@ -466,13 +471,15 @@ def train_ppo(
     callback: Callable[[int, dict[str, float]], bool] | None = None,
     launch=None,
     resume_from: str | None = None,
+    watch=None,
 ) -> PPOResult:
     """PPO on `prompts` ([{"prompt": messages, ...}]: the row is passed to reward_fn too).
 
     reward_fn(prompt messages, completion texts, rows) -> one score per completion.
     value_model: the critic (a sequence classifier sharing the tokenizer) for
     config.critic == "reward"; else a value head on the policy is made here. callback(step,
-    metrics) at each logging step returns True to stop. Trainable: the policy's parameters
+    metrics) at each logging step returns True to stop. watch: a training.watch.Watch (a
+    point at step 0 and when due; its stop rule ends the loop). Trainable: the policy's parameters
     that require grad (LoRA: the adapters) and the value model's. Resume points go to
     config.output_dir every config.save_steps steps."""
     import copy
@@ -511,6 +518,11 @@ def train_ppo(
     history: list[dict[str, float]] = []
     batch = config.per_device_train_batch_size
     stopped = False
+    if watch is not None:
+        if reference is not None and watch.reference is None:
+            watch.reference = reference  # no LoRA: the frozen copy is the watch's base too
+        if start == 0 and watch.due(0):
+            watch.after_step(policy, 0)  # the base's point: KL 0
     for step in range(start, config.max_steps):
         started = time.perf_counter()
         # 1. rollout: sample, score once, reference log-probs, old log-probs and values
@@ -633,6 +645,11 @@ def train_ppo(
             save_state(config.output_dir, done, trainables, optimizer, kl_ctl, losses, launch)
             if launch is not None:
                 launch.barrier()
+        # 6. the over-optimisation watch (training/watch.py): a point, and its stop rule
+        if watch is not None and watch.due(done, config.max_steps):
+            if watch.after_step(policy, done):
+                stopped = True
+                break
     steps = start + len(history)
     mean_loss = sum(losses) / len(losses) if losses else float("nan")
     return PPOResult(global_step=steps, training_loss=mean_loss, history=history, stopped=stopped)
@@ -721,9 +738,11 @@ def run(spec, call):
         )
     if config.critic == "reward":  # the critic reads the policy's tokens: same tokenizer
         launch.share(lambda: _check_critic_tokenizer(reward.model_path, resolved.path))
+    plan = reward.watch
     with inputs.recorded_run(
         call, recipe="training/ppo.py",
-        config={**reward.record, "algo": "ppo", "trainer": "training.ppo", "critic": config.critic},
+        config={**reward.record, **plan.record, "algo": "ppo", "trainer": "training.ppo",
+                "critic": config.critic},
         reward_checkpoint_id=reward.checkpoint_id,
     ) as run_:  # fmt: skip
         # 3. models on this process's device (PartialState: cuda:LOCAL_RANK or the CPU)
@@ -741,6 +760,10 @@ def run(spec, call):
             policy = get_peft_model(policy, lora)
         policy.to(device)
         reward_fn = reward.function(device)
+        watch = rl.make_watch(
+            plan, reward, run_, tokenizer, max_new_tokens=config.response_length,
+            seed=config.seed, reward_fn=reward_fn,
+        )  # fmt: skip
         value_model = None
         if config.critic == "reward":
             value_model, value_tokenizer = load_reward_model(reward.model_path)
@@ -762,11 +785,13 @@ def run(spec, call):
         # 4.-5. the PPO loop (resume points under the run's directory)
         output = train_ppo(
             policy, tokenizer, rows, reward_fn, config, value_model=value_model, callback=log,
-            launch=launch, resume_from=last,
+            launch=launch, resume_from=last, watch=watch,
         )  # fmt: skip
         from training.recorder import check_result
 
         check_result(recorder, policy, launch)
+        if watch is not None:  # stopped by the watch: the best watch point's weights
+            watch.restore(policy)
         # 6. the policy alone (the value head and critic are not part of it; LoRA: its
         # adapter on the base), registered (parent: the base)
         sha = run_.snapshot_sha
@@ -778,9 +803,12 @@ def run(spec, call):
         keep = ("reward", "kl", "entropy", "clip_fraction", "value_loss", "value_clip_fraction",
                 "explained_variance", "approx_kl", "response_length", "policy_loss",
                 "missing_eos_fraction")  # fmt: skip
-        return run_.finish(
+        result = run_.finish(
             output, lead={"algo": "ppo", "critic": config.critic},
-            counts=lambda: {**reward.counts, **{k: last_metrics[k] for k in keep if k in last_metrics}},
+            counts=lambda: {**reward.counts, **{k: last_metrics[k] for k in keep if k in last_metrics},
+                            **(watch.metrics() if watch else {})},
             keep=("train_",), kind="policy", directory=directory, resolved=resolved,
-            config={**record, **reward.record, "algo": "ppo", "critic": config.critic},
+            config={**record, **reward.record, **plan.record, "algo": "ppo",
+                    "critic": config.critic},
         )  # fmt: skip
+        return rl.with_watch(result, watch)

@@ -6,6 +6,8 @@ against a reward model, a verifier of final answers, or both.
                   [--max_steps 2 --beta 0.05 --num_generations 2 --max_completion_length 16]
     rlhf train rl --reward verifiable --snapshot 5 [--answer_pattern REGEX] [--format_weight 0.1]
     rlhf train rl --reward checkpoint:4=0.5,verifiable=1.0 --snapshot 5 ...
+    rlhf train rl --reward checkpoint:4 --snapshot 3 [--watch_every 10] [--watch_prompts 4]
+                  [--watch_judge checkpoint:9|verifiable] [--kl_budget 20] [--stop_on_divergence]
     python -m training.rl --reward 4 --base 7 --snapshot 3 ...   (RLHF_USER names the engineer)
 
 --algo: GRPO (group relative policy optimisation, the default) or RLOO (REINFORCE
@@ -21,6 +23,18 @@ number, or --answer_pattern's first group - checked against the prompt's gold `a
 comma-separated, each with an optional =WEIGHT (default 1): `checkpoint:4=0.5,verifiable=1`.
 --answer_pattern defaults to the snapshot's filters' `answer_pattern`.
 
+The over-optimisation watch (training/watch.py; every algorithm, on unless --watch_every 0):
+at step 0 and every --watch_every steps (default 10, and the last step) the policy answers
+a fixed set of --watch_prompts (default 4) held-out prompts - the snapshot's held-out split,
+else prompts held back from training - and the run's metrics get watch/reward (the run's
+own reward), watch/kl and watch/kl_per_token (to the base), watch/length, watch/distinct_1,
+watch/distinct_2, and with --watch_judge (another reward checkpoint, or `verifiable`) a
+length-neutral judge's watch/judge and watch/diverging (the reward climbing while the judge
+does not). --kl_budget NATS stops the run once watch/kl passes it and keeps the best watch
+point within it; --stop_on_divergence stops on divergence and keeps the judge's best
+point. `--json` adds the watch's summary under "watch" (stopped, best_step,
+checkpoint_step, points, warnings); the run's metrics get watch_stopped / watch_best_step.
+
 Flags after the known ones are GRPOConfig / RLOOConfig / trl.ModelConfig fields (ppo: our
 PPOConfig's). Top to bottom:
  1. config: the preset's `rl:` section (`ppo:` for --algo ppo), then the flags -> the config
@@ -30,7 +44,8 @@ PPOConfig's). Top to bottom:
     preference / kto: the `prompt` column; sft: `messages` without the last assistant turn -
     de-duplicated, with their gold `answer` where the snapshot has one. With the verifier,
     prompts without an answer are left out (counted: prompts_without_answer). Fewer than 2
-    prompts fails before any model loads. The base must be a policy and the reward model a
+    prompts fails before any model loads. The watch's prompts are chosen here (WatchPlan)
+    and its judge checked. The base must be a policy and the reward model a
     reward model; anything else is refused before the run is recorded.
  3. the run is recorded (running; config with `algo`, `reward`, snapshot, base and reward
     checkpoints).
@@ -41,7 +56,8 @@ PPOConfig's). Top to bottom:
     reading the dataset's `answer` column; with both, `reward_weights` weigh them. The
     reference for the KL term is the base: with LoRA the base with adapters disabled, else a
     frozen copy TRL loads from the base's directory. NaN/inf in the loss or grad norm fails
-    the run, no checkpoint.
+    the run, no checkpoint. The watch is a TrainerCallback beside the recorder; when its
+    stop rule stopped the run, the kept watch point's weights go back into the policy.
  5. the policy (LoRA: the adapter and a pointer to the base; loading merges it) is written
     atomically under $RLHF_HOME/checkpoints/ and registered as a policy checkpoint whose
     parent is the base.
@@ -69,6 +85,7 @@ __all__ = [
     "run",
 ]  # fmt: skip
 PROMPT_KINDS = ("preference", "kto", "sft")
+WATCH_DEFAULTS = (10, 4)  # training/watch.py's DEFAULT_EVERY, DEFAULT_PROMPTS (no torch here)
 
 
 def prompt_rows(kind: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -144,9 +161,25 @@ def train_prompts(verifiable: bool):
                 f"(at least {MIN_TRAIN_ROWS}); label more and take a new snapshot"
             )
         pattern = (snapshot.filters or {}).get("answer_pattern")
-        return {"rows": rows, "without_answer": without, "answer_pattern": pattern}
+        return {
+            "rows": rows, "without_answer": without, "answer_pattern": pattern,
+            "heldout": _heldout_prompts(snapshot, verifiable),
+        }  # fmt: skip
 
     return read
+
+
+def _heldout_prompts(snapshot, verifiable: bool) -> list[dict[str, Any]]:
+    """The snapshot's held-out prompts (the watch's; with the verifier those with an answer)."""
+    from labeling.errors import NotFound
+    from labeling.snapshots import read_split
+
+    try:
+        split = read_split(snapshot, "heldout")
+    except NotFound:
+        return []
+    rows = prompt_rows(getattr(snapshot.kind, "value", snapshot.kind), split)
+    return [r for r in rows if r["answer"] is not None] if verifiable else rows
 
 
 @dataclass
@@ -165,6 +198,7 @@ class Reward:
     pattern: str | None = None
     format_weight: float = 0.0
     counts: dict[str, Any] = field(default_factory=dict)
+    watch: Any = None  # the run's WatchPlan (prepare_rl)
 
     @property
     def record(self) -> dict[str, Any]:
@@ -197,10 +231,11 @@ class Reward:
             classes.append(None)
         return funcs, classes
 
-    def function(self, device):
-        """PPO's reward_fn(prompts, completion texts, rows): the reward model's score of
-        prompt + completion (standardised with the checkpoint's score mean / std where it
-        has them) times its weight, plus the verifier's reward times its weight."""
+    def function(self, device, loaded=None):
+        """PPO's reward_fn(prompts, completion texts, rows) (and the watch's): the reward
+        model's score of prompt + completion (standardised with the checkpoint's score mean /
+        std where it has them) times its weight, plus the verifier's reward times its weight.
+        loaded: the reward model and its tokenizer, already loaded (GRPO / RLOO's)."""
         from training.verifiers import verifiable_rewards
 
         scorer = None
@@ -208,9 +243,12 @@ class Reward:
             from training.models import load_reward_model
             from training.scoring import score
 
-            reward_model, reward_tokenizer = load_reward_model(self.model_path)
-            reward_model.to(device)
-            reward_model.requires_grad_(False)
+            if loaded is not None:
+                reward_model, reward_tokenizer = loaded
+            else:
+                reward_model, reward_tokenizer = load_reward_model(self.model_path)
+                reward_model.to(device)
+                reward_model.requires_grad_(False)
             mean = self.score_mean or 0.0
             std = self.score_std if self.score_std and self.score_std > 0 else 1.0
 
@@ -274,10 +312,107 @@ def prepare_rl(spec: RunSpec, sessionmaker=None):
         reward.pattern = spec.answer_pattern or read["answer_pattern"]
         reward.format_weight = float(spec.format_weight or 0.0)
     rows = data.snapshot_rows(inputs.files)
-    reward.counts = {"train_prompts": len(read["rows"]), "train_rows": rows["train"]}
+    reward.watch = watch_plan(spec, inputs, read, reward)
+    train = reward.watch.train_rows
+    reward.counts = {"train_prompts": len(train), "train_rows": rows["train"]}
     if verifiable:
         reward.counts["prompts_without_answer"] = read["without_answer"]
-    return inputs, read["rows"], reward
+    return inputs, train, reward
+
+
+@dataclass
+class WatchPlan:
+    """The watch of a run (training/watch.py), settled before any model loads: its settings,
+    its prompts (and the training prompts left), the judge (a Reward, or None)."""
+
+    every: int
+    rows: list[dict[str, Any]]
+    train_rows: list[dict[str, Any]]
+    source: str
+    judge: Reward | None
+    settings: dict[str, Any]
+
+    @property
+    def record(self) -> dict[str, Any]:
+        """What the run's config records: the settings as given, and `watch`: what it is."""
+        from training.watch import prompts_sha
+
+        return {
+            **self.settings,
+            "watch": {
+                "every": self.every, "prompts": len(self.rows), "source": self.source,
+                "prompts_sha256": prompts_sha(self.rows) if self.rows else None,
+                "judge": self.judge.text if self.judge else None,
+                "kl_budget": self.settings.get("kl_budget"),
+                "stop_on_divergence": bool(self.settings.get("stop_on_divergence")),
+            },
+        }  # fmt: skip
+
+    def make(self, tokenizer, reward_fn, judge_fn, *, sessionmaker, run_id, launch,
+             max_new_tokens: int, seed: int):  # fmt: skip
+        """The Watch of this run, storing its points as the run's metrics (rank 0)."""
+        from training.watch import Watch
+
+        def store(step: int, values: dict[str, float]) -> None:
+            if launch.is_main:
+                from labeling.registry import training_records
+
+                with sessionmaker.begin() as s:
+                    training_records.log_metrics(s, run_id, step=step, values=values)
+
+        return Watch(
+            rows=self.rows, tokenizer=tokenizer, reward_fn=reward_fn, every=self.every,
+            max_new_tokens=max_new_tokens, judge_fn=judge_fn,
+            kl_budget=self.settings.get("kl_budget"),
+            stop_on_divergence=bool(self.settings.get("stop_on_divergence")), seed=seed,
+            store=store, launch=launch,
+        )  # fmt: skip
+
+
+def watch_plan(spec: RunSpec, inputs, read: dict[str, Any], reward: Reward) -> WatchPlan:
+    """The watch's prompts (the snapshot's held-out prompts, else some held back from the
+    training prompts) and its judge, checked: a judge that is not a reward model, or
+    --watch_judge verifiable without gold answers, fails here."""
+    from training.models import resolve_model
+    from training.spec import MIN_TRAIN_ROWS
+    from training.watch import DEFAULT_EVERY, DEFAULT_PROMPTS, pick_prompts
+
+    settings = dict(spec.watch)
+    every = settings.get("watch_every", DEFAULT_EVERY)
+    n = settings.get("watch_prompts", DEFAULT_PROMPTS) if every else 0
+    seed = int(getattr(inputs.config, "seed", 0) or 0)
+    heldout = read["heldout"]
+    if settings.get("watch_judge") == VERIFIABLE:  # the judge needs gold answers
+        heldout = [r for r in heldout if r["answer"] is not None]
+    rows, train, source = pick_prompts(heldout, read["rows"], n, seed, MIN_TRAIN_ROWS)
+    if not rows and (settings.get("kl_budget") or settings.get("stop_on_divergence")):
+        raise InvalidInput(
+            "--kl_budget / --stop_on_divergence need the watch: turn it on (--watch_every N) "
+            "and give the snapshot held-out prompts (or more training prompts to hold back)"
+        )
+    judge = None
+    name = settings.get("watch_judge")
+    if name and rows:
+        if name == VERIFIABLE:
+            rows = [r for r in rows if r["answer"] is not None]
+            if not rows:
+                raise InvalidInput(
+                    "--watch_judge verifiable: none of the watch's prompts has a gold answer; "
+                    "use a reward checkpoint as the judge"
+                )
+            judge = Reward(
+                text=VERIFIABLE, verifier_weight=1.0,
+                pattern=spec.answer_pattern or read["answer_pattern"],
+            )  # fmt: skip
+        else:
+            resolved = inputs.launch.share(lambda: resolve_model(name, kind="reward"))
+            check_reward(resolved)
+            judge = Reward(
+                text=name, model=name, model_path=resolved.path,
+                checkpoint_id=resolved.checkpoint_id,
+            )  # fmt: skip
+            judge.score_mean, judge.score_std = _checkpoint_stats(inputs, judge.checkpoint_id)
+    return WatchPlan(every if rows else 0, rows, train, source, judge, settings)
 
 
 def _checkpoint_stats(inputs, checkpoint_id):
@@ -324,9 +459,10 @@ def run(spec: RunSpec, call: Call) -> dict[str, Any]:
         config.reward_weights = extra["reward_weights"] = weights
     trainer_name = spec.config_class().__name__.replace("Config", "Trainer")
     # the run record: rank 0 writes it, every rank gets its id; a failure inside is recorded
+    plan = reward_.watch
     with inputs.recorded_run(
         call, recipe="training/rl.py",
-        config={**reward_.record, **extra, "algo": algo, "trainer": trainer_name},
+        config={**reward_.record, **extra, **plan.record, "algo": algo, "trainer": trainer_name},
         reward_checkpoint_id=reward_.checkpoint_id,
     ) as run:  # fmt: skip
         # 4. policy, reward model and / or verifier, and trainer
@@ -345,6 +481,12 @@ def run(spec: RunSpec, call: Call) -> dict[str, Any]:
             reference = _merged_reference(run, model, tokenizer)
             model.config._name_or_path = str(reference)
         funcs, classes = reward_.trl_functions(load_reward_model)
+        # the over-optimisation watch (training/watch.py): the run's own reward (the reward
+        # model TRL scores with, standardised) and the judge on the watch's prompts
+        watch = make_watch(
+            plan, reward_, run, tokenizer, max_new_tokens=config.max_completion_length,
+            seed=config.seed, loaded=(funcs[0], classes[0]) if reward_.model else None,
+        )  # fmt: skip
         columns = ("prompt", "answer") if reward_.verifier_weight is not None else ("prompt",)
         trainer = getattr(trl, trainer_name)(
             model=model,
@@ -356,13 +498,22 @@ def run(spec: RunSpec, call: Call) -> dict[str, Any]:
             processing_class=tokenizer,
             reward_processing_classes=classes if len(classes) > 1 else classes[0],
             peft_config=peft_config(model_config),
-            callbacks=[run.recorder],
+            callbacks=[run.recorder] + ([watch.callback()] if watch else []),
         )
+        if watch is not None and not model_config.use_peft:  # no adapters to disable
+            watch.reference = getattr(trainer, "ref_model", None)  # TRL's frozen base (beta > 0)
+            if watch.reference is None:  # beta 0: the base itself (also right on --resume)
+                from accelerate import PartialState
+
+                watch.reference = load_policy(resolved.path)[0].to(PartialState().device)
+                watch.reference.eval().requires_grad_(False)
         if reference is not None:  # every rank has loaded its reference: the copy can go
             run.launch.barrier()
             if run.launch.is_main:
                 shutil.rmtree(reference, ignore_errors=True)
         output = run.train(trainer, call.resume)
+        if watch is not None:  # stopped by the watch: the best watch point's weights
+            watch.restore(trainer.model)
         # 5. the policy (LoRA: its adapter on the base): written atomically and registered
         # (parent: the base)
         sha = run.snapshot_sha
@@ -370,13 +521,39 @@ def run(spec: RunSpec, call: Call) -> dict[str, Any]:
             f"rl-{algo}-run{run.id}" + (f"-{sha[:8]}" if sha else ""), trainer, tokenizer,
             lora_base=resolved if model_config.use_peft else None,
         )  # fmt: skip
-        return run.finish(
+        result = run.finish(
             output, lead={"algo": algo},
-            counts=lambda: dict(reward_.counts),
+            counts=lambda: {**reward_.counts, **(watch.metrics() if watch else {})},
             keep=("train_", "reward", "kl", "completions/mean_length"),
             kind="policy", directory=directory, resolved=resolved,
-            config={**record, **reward_.record, **extra, "algo": algo},
+            config={**record, **reward_.record, **extra, **plan.record, "algo": algo},
         )  # fmt: skip
+        return with_watch(result, watch)
+
+
+def make_watch(
+    plan, reward_, run, tokenizer, *, max_new_tokens: int, seed: int, loaded=None, reward_fn=None
+):  # fmt: skip
+    """The run's Watch (None when off): its reward is the run's own, scored as PPO scores
+    (reward_fn, or made here: the standardised reward model score times its weight, plus the
+    verifier; loaded: the reward model already loaded), its judge the plan's; its points go
+    to the run's metrics."""
+    if not plan.every:
+        return None
+    from accelerate import PartialState
+
+    device = PartialState().device
+    judge_fn = plan.judge.function(device) if plan.judge is not None else None
+    return plan.make(
+        tokenizer, reward_fn or reward_.function(device, loaded=loaded), judge_fn,
+        sessionmaker=run.sessionmaker, run_id=run.id, launch=run.launch,
+        max_new_tokens=max_new_tokens, seed=seed,
+    )  # fmt: skip
+
+
+def with_watch(result: dict[str, Any], watch) -> dict[str, Any]:
+    """The run's result with the watch's summary under "watch" (None when it was off)."""
+    return {**result, "watch": watch.summary() if watch is not None else None}
 
 
 def _merged_reference(run, model, tokenizer):
@@ -421,13 +598,38 @@ def make_parser(subparsers=None, **kwargs):
         "--format_weight", type=float,
         help="--reward verifiable: added where an answer could be extracted (default 0)",
     )  # fmt: skip
+    # the over-optimisation watch (training/watch.py)
+    parser.add_argument(
+        "--watch_every", metavar="N",
+        help="score the watch's held-out prompts at step 0 and every N steps (default "
+        f"{WATCH_DEFAULTS[0]}; 0: no watch)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--watch_prompts", metavar="N",
+        help=f"how many held-out prompts the watch answers (default {WATCH_DEFAULTS[1]})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--watch_judge", metavar="SPEC",
+        help="a length-neutral judge scored on the watch's answers: checkpoint:ID of another "
+        "reward checkpoint, or `verifiable` (gold answers); flags divergence",
+    )  # fmt: skip
+    parser.add_argument(
+        "--kl_budget", metavar="NATS",
+        help="stop when the watch's KL to the base passes this; keep the best watch point",
+    )  # fmt: skip
+    parser.add_argument(
+        "--stop_on_divergence", action="store_const", const=True, default=None,
+        help="stop when the reward climbs while the judge does not (needs --watch_judge); "
+        "keep the judge's best watch point",
+    )  # fmt: skip
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     return cli.recipe_main(
-        "rl", make_parser(), run, argv, "reward", "algo", "answer_pattern", "format_weight"
-    )
+        "rl", make_parser(), run, argv, "reward", "algo", "answer_pattern", "format_weight",
+        "watch",
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

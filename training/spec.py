@@ -45,10 +45,13 @@ ALGOS = tuple(RL_CONFIG_CLASSES)
 DEFAULT_ALGO = "grpo"
 # --reward: a reward model, the verifier, or both with weights: checkpoint:4=0.5,verifiable=1
 VERIFIABLE = "verifiable"
+# The over-optimisation watch's settings (training/watch.py): flags of the rl recipe, kept
+# in the run's config as they are.
+WATCH_OWN = ("watch_every", "watch_prompts", "watch_judge", "kl_budget", "stop_on_divergence")
 # The rl recipe's own settings (flags of their own, not config fields).
-RL_OWN = ("algo", "reward", "answer_pattern", "format_weight")
+RL_OWN = ("algo", "reward", "answer_pattern", "format_weight", *WATCH_OWN)
 # Keys of a run's stored config that are not TRL config fields.
-PLATFORM_KEYS = ("preset", "base", "recipe", "trainer", *RL_OWN)
+PLATFORM_KEYS = ("preset", "base", "recipe", "trainer", "watch", *RL_OWN)
 # What the form shows where a preset leaves a field out: TrainingArguments' own defaults.
 TRL_DEFAULTS = {"learning_rate": 5e-5, "per_device_train_batch_size": 8}
 
@@ -193,7 +196,7 @@ def flags_from_fields(fields: dict[str, Any]) -> list[str]:
 
 def own_flags(flags: list[str] | tuple[str, ...]) -> tuple[dict[str, str], list[str]]:
     """The rl recipe's own settings out of the flags ({"algo": ..., "reward": ...}, also
-    answer_pattern and format_weight: RL_OWN), and the TRL flags left. A resumed run's stored
+    answer_pattern, format_weight and the watch's: RL_OWN), and the TRL flags left. A resumed run's stored
     config comes back as flags, and these may be part of it (`--algo rloo`,
     `--reward=checkpoint:4`); their values stay raw strings (a regex is not YAML). `--trainer
     X` is a recorded fact, not a setting, and is dropped."""
@@ -205,7 +208,10 @@ def own_flags(flags: list[str] | tuple[str, ...]) -> tuple[dict[str, str], list[
         name, eq, value = flags[i].partition("=")
         key = name[2:].replace("-", "_") if name.startswith("--") else None
         if key in RL_OWN:
-            if not eq:
+            bare = i + 1 >= len(flags) or flags[i + 1].startswith("--")
+            if not eq and key == "stop_on_divergence" and bare:
+                value = "true"  # a switch: `--stop_on_divergence` alone means true
+            elif not eq:
                 if i + 1 >= len(flags):
                     raise InvalidInput(f"{name} needs a value")
                 i, value = i + 1, flags[i + 1]
@@ -216,6 +222,63 @@ def own_flags(flags: list[str] | tuple[str, ...]) -> tuple[dict[str, str], list[
             i += 1
         i += 1
     return own, rest
+
+
+def _flag_bool(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise InvalidInput(f"--{name} {value!r}: write true or false")
+
+
+def watch_settings(values: dict[str, Any]) -> dict[str, Any]:
+    """The watch's settings checked and typed (training/watch.py): watch_every and
+    watch_prompts whole numbers >= 0, kl_budget a number > 0, watch_judge a reward spec
+    (checkpoint:ID, default, a directory) or `verifiable`, stop_on_divergence a boolean
+    that needs a judge. Only the settings given are kept (the rest take the defaults)."""
+    import math
+
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in WATCH_OWN:
+            raise InvalidInput(f"unknown watch setting {key!r}")
+        if value is None:
+            continue
+        if key in ("watch_every", "watch_prompts"):
+            try:
+                number = int(str(value))
+            except ValueError:
+                number = -1
+            if number < 0:
+                raise InvalidInput(f"--{key} {value!r}: a whole number >= 0 (0: off)")
+            out[key] = number
+        elif key == "kl_budget":
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                number = float("nan")
+            if not (math.isfinite(number) and number > 0):
+                raise InvalidInput(f"--kl_budget {value!r}: a KL in nats > 0")
+            out[key] = number
+        elif key == "stop_on_divergence":
+            out[key] = _flag_bool(key, value)
+        else:
+            judge = str(value).strip()
+            if not judge or "," in judge or "=" in judge:
+                raise InvalidInput(
+                    f"--watch_judge {value!r}: one reward checkpoint (checkpoint:ID) or verifiable"
+                )
+            out[key] = judge
+    if out.get("stop_on_divergence") and not out.get("watch_judge"):
+        raise InvalidInput(
+            "--stop_on_divergence needs --watch_judge (a second reward checkpoint, or "
+            "verifiable): divergence is the reward rising while the judge does not"
+        )
+    return out
 
 
 def parse_rewards(text: str | None) -> list[tuple[str, float]]:
@@ -289,6 +352,7 @@ class RunSpec:
     reward: str | None = None  # rl: checkpoint:ID, verifiable, or both with weights
     answer_pattern: str | None = None  # rl, verifier: the regex of a final answer
     format_weight: float | None = None  # rl, verifier: added where an answer was found
+    watch: dict[str, Any] = dataclasses.field(default_factory=dict)  # rl: WATCH_OWN -> value
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -314,6 +378,9 @@ class RunSpec:
                     raise InvalidInput(
                         f"--answer_pattern {self.answer_pattern!r} is not a regex: {exc}"
                     ) from None
+            self.watch = watch_settings(self.watch)
+        elif self.watch:
+            raise InvalidInput(f"--{next(iter(self.watch))} is for rl runs only")
 
     def rewards(self) -> list[tuple[str, float]]:
         """The reward's parts [(reward model spec or "verifiable", weight)]."""
@@ -339,11 +406,15 @@ class RunSpec:
         reward: str | int | None = None,
         answer_pattern: str | None = None,
         format_weight: float | str | None = None,
+        watch: dict[str, Any] | None = None,
     ) -> RunSpec:
-        """The command line: `rlhf train KIND`, `python -m training.KIND`, a recipe's run()."""
+        """The command line: `rlhf train KIND`, `python -m training.KIND`, a recipe's run().
+        watch: the watch's settings (WATCH_OWN) as parsed flags; the same may come in flags."""
         flags = list(flags)
+        watch = {k: v for k, v in (watch or {}).items() if v is not None}
         if kind == "rl":
             own, flags = own_flags(flags)
+            watch = {**{k: own[k] for k in WATCH_OWN if k in own}, **watch}
             if algo and own.get("algo") and own["algo"] != algo:
                 raise InvalidInput(f"--algo {algo} and --algo {own['algo']} disagree")
             algo = algo or own.get("algo")
@@ -360,6 +431,7 @@ class RunSpec:
             reward=None if reward is None else str(reward),
             answer_pattern=answer_pattern or None,
             format_weight=format_weight,
+            watch=watch,
         )
 
     @classmethod
@@ -383,6 +455,7 @@ class RunSpec:
             base=str(base) if base else None,
             preset=str(config.get("preset") or DEFAULT_PRESET),
             flags=[*flags_from_fields(fields), *extra_flags],
+            watch={k: config[k] for k in WATCH_OWN if k in config} if kind == "rl" else None,
             algo=config.get("algo") if kind == "rl" else None,
             reward=reward if kind == "rl" else None,
             answer_pattern=config.get("answer_pattern") if kind == "rl" else None,
@@ -427,7 +500,8 @@ class RunSpec:
             fields.update(more)
         if kind != "rl":
             return cls(kind=kind, preset=preset, fields=fields)
-        return cls(kind=kind, preset=preset, fields=fields, algo=algo, reward=reward)
+        watch = {k: fields.pop(k) for k in WATCH_OWN if k in fields}  # the watch's, not TRL's
+        return cls(kind=kind, preset=preset, fields=fields, algo=algo, reward=reward, watch=watch)
 
     # -- what each place needs from it --
 
@@ -453,6 +527,7 @@ class RunSpec:
                 config["answer_pattern"] = self.answer_pattern
             if self.format_weight:
                 config["format_weight"] = self.format_weight
+            config.update(self.watch)
         return config
 
     def reward_model(self) -> str | None:

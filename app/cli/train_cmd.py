@@ -78,7 +78,7 @@ def train(args) -> int:
     if args.train_command == "rl":
         extra = {
             "reward": args.reward, "algo": args.algo, "answer_pattern": args.answer_pattern,
-            "format_weight": args.format_weight,
+            "format_weight": args.format_weight, "watch": _watch(args),
         }  # fmt: skip
     from training.spec import Call, RunSpec
 
@@ -100,7 +100,18 @@ def train(args) -> int:
         metrics = ", ".join(f"{k}={v}" for k, v in result["metrics"].items())
         print(f"run {result['run_id']} succeeded: checkpoint {result['checkpoint_id']}")
         print(metrics)
+        for warning in (result.get("watch") or {}).get("warnings") or []:
+            print(warning)
     return 0
+
+
+def _watch(args) -> dict | None:
+    """rl: the over-optimisation watch's flags (training/watch.py) as one dict."""
+    if args.train_command != "rl":
+        return None
+    from training.spec import WATCH_OWN
+
+    return {k: getattr(args, k, None) for k in WATCH_OWN}
 
 
 def _main_process() -> bool:
@@ -141,7 +152,7 @@ def _queue_or_resume(args, user_id) -> int:
             flags=args.flags, algo=getattr(args, "algo", None),
             reward=getattr(args, "reward", None),
             answer_pattern=getattr(args, "answer_pattern", None),
-            format_weight=getattr(args, "format_weight", None),
+            format_weight=getattr(args, "format_weight", None), watch=_watch(args),
         ).validate()  # fmt: skip
         base_id, reward_id = spec.checkpoint_ids()
         with transaction() as s:
@@ -171,11 +182,14 @@ def _queue_or_resume(args, user_id) -> int:
         if _main_process():  # under torchrun, rank 0 alone writes; the others read the run
             run = run_queue.reopen_run(s, args.resume)
         s.expunge(run)
+    from training.spec import flags_from_fields
     from training.worker import run_claimed
 
+    watch = {k: v for k, v in (_watch(args) or {}).items() if v is not None}
     result = run_claimed(
-        run, sessionmaker(), resume=True, extra_flags=args.flags, json_output=args.json
-    )
+        run, sessionmaker(), resume=True, extra_flags=[*args.flags, *flags_from_fields(watch)],
+        json_output=args.json,
+    )  # fmt: skip
     if not _main_process():
         return 0
     if args.json:

@@ -307,7 +307,7 @@ def test_ppo_end_to_end_with_a_reward_checkpoint(cli, snaps, checkpoints, critic
     )  # fmt: skip
     assert res.code == 0, res.err
     result = res.json()
-    assert set(result) == {"run_id", "checkpoint_id", "metrics"}
+    assert set(result) == {"run_id", "checkpoint_id", "metrics", "watch"}  # training/watch.py
     metrics = result["metrics"]
     assert metrics["algo"] == "ppo" and metrics["critic"] == "shared" and metrics["steps"] == 2
     assert metrics["train_prompts"] == 4
@@ -336,8 +336,10 @@ def test_ppo_end_to_end_with_a_reward_checkpoint(cli, snaps, checkpoints, critic
             assert ck.kind == "policy" and ck.parent_id == checkpoints["base"]
             assert ck.name.startswith(f"rl-ppo-run{run.id}-")
             rows = s.scalars(select(RunMetric).where(RunMetric.run_id == run.id)).all()
-            assert sorted(r.step for r in rows) == [1, 2]
-            assert all({"value_loss", "clip_fraction", "kl"} <= set(r.values) for r in rows)
+            # step 0: the over-optimisation watch's point before any update (training/watch.py)
+            assert sorted(r.step for r in rows) == [0, 1, 2]
+            trained = [r for r in rows if r.step > 0]
+            assert all({"value_loss", "clip_fraction", "kl"} <= set(r.values) for r in trained)
     path = cli("checkpoints", "show", str(result["checkpoint_id"]), "--json", user="eng").json()
     files = os.listdir(path["path"])
     assert path["storage"] == "adapter" and path["adapter_base"] == base  # LoRA: the adapter
@@ -453,7 +455,7 @@ def test_ppo_under_torchrun_records_one_run_and_one_checkpoint(snaps, checkpoint
         run = s.scalars(select(TrainingRun)).one()  # one run for the launch
         assert run.status == RunStatus.succeeded, run.error
         assert run.config["algo"] == "ppo" and run.metrics["steps"] == 2
-        assert sorted(s.scalars(select(RunMetric.step))) == [1, 2]
+        assert sorted(s.scalars(select(RunMetric.step))) == [0, 1, 2]  # 0: the watch's
         made = s.scalars(select(Checkpoint).where(Checkpoint.run_id == run.id)).all()
         assert len(made) == 1 and made[0].parent_id == checkpoints["base"]
 

@@ -359,7 +359,7 @@ def test_grpo_trains_on_an_imported_answer_snapshot(cli, math_snapshot, tiny_pol
               "--max_completion_length", "4", user="eng")  # fmt: skip
     assert out.code == 0, out.err
     result = out.json()
-    assert set(result) == {"run_id", "checkpoint_id", "metrics"}
+    assert set(result) == {"run_id", "checkpoint_id", "metrics", "watch"}  # training/watch.py
     with Session() as s:
         run = s.get(TrainingRun, result["run_id"])
         assert run.snapshot_id == math_snapshot["id"] and run.config["algo"] == "grpo"

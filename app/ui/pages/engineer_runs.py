@@ -1,6 +1,9 @@
 """Engineer · Runs and checkpoints: every training run, cancelling one, its metrics, its
 checkpoint's arena entries ("arena entry demo-arena: 4/8 prompts", labeling/arena/entries.py),
-and the checkpoints with their lineage (parent checkpoint, the run that made it, its snapshot)."""
+and the checkpoints with their lineage (parent checkpoint, the run that made it, its snapshot).
+An RL run's over-optimisation watch (training/watch.py): its held-out reward, judge, KL,
+length and distinct-n against the step, the reward against the KL, divergence warnings, and
+why the run stopped and which watch point it kept."""
 
 from __future__ import annotations
 
@@ -154,7 +157,8 @@ def run_details(user_id: int, rows: list[dict]) -> None:
         st.code(run["error"], language=None)  # worker output: shown verbatim, never as Markdown
     with transaction() as s:
         metrics = runs.run_metrics(s, run_id)
-        log_tail = runs.get_run(s, run_id).log_tail
+        stored = runs.get_run(s, run_id)
+        log_tail, final = stored.log_tail, dict(stored.metrics or {})
         entries = arena.entry_progress(s, run_id)
     for entry in entries:
         st.caption(entry_text(entry))
@@ -167,11 +171,90 @@ def run_details(user_id: int, rows: list[dict]) -> None:
         )  # fmt: skip
         if shown:
             st.line_chart(frame[shown], x_label="step")
+        watch_section(run["config"].get("watch"), final, metrics)
     else:
         st.caption("No metrics logged for this run yet.")
     if log_tail:
         with st.expander("Log (last lines)"):
             st.code(log_tail, language=None)
+
+
+WATCH_PREFIX = "watch/"
+STOP_REASONS = {"kl_budget": "the KL budget was spent", "divergence": "the reward climbed while "
+                "the judge did not"}  # fmt: skip
+
+
+def watch_frame(metrics: list[dict]) -> pd.DataFrame | None:
+    """The watch's points (steps with watch/* values), one column per number without the
+    prefix (reward, kl, judge, ...), indexed by step; None when the run has none."""
+    rows = [
+        {"step": m["step"], **{k[len(WATCH_PREFIX):]: v for k, v in m.items()
+                               if k.startswith(WATCH_PREFIX)}}
+        for m in metrics if any(k.startswith(WATCH_PREFIX) for k in m)
+    ]  # fmt: skip
+    if not rows:
+        return None
+    return pd.DataFrame(rows).set_index("step").apply(pd.to_numeric, errors="coerce")
+
+
+def watch_text(watch: dict | None, final: dict) -> str:
+    """What the watch was and did: 'Watch: 8 held-out prompts every 5 steps, judge
+    checkpoint:9, KL budget 20. Stopped at step 12: the KL budget was spent; the checkpoint
+    is the policy of step 10.'"""
+    watch = watch or {}
+    source = {"heldout": "held-out", "train": "held back from training"}.get(
+        watch.get("source"), ""
+    )
+    text = (
+        f"Watch: {watch.get('prompts', '?')} {source} prompts every {watch.get('every', '?')} steps"
+    )
+    if watch.get("judge"):
+        text += f", judge {show.inline(str(watch['judge']))}"
+    if watch.get("kl_budget"):
+        text += f", KL budget {watch['kl_budget']:g}"
+    if watch.get("stop_on_divergence"):
+        text += ", stops on divergence"
+    text += "."
+    stopped, best = final.get("watch_stopped"), final.get("watch_best_step")
+    if stopped:
+        text += (f" Stopped after step {final.get('steps', '?')}: "
+                 f"{STOP_REASONS.get(stopped, show.inline(str(stopped)))}; the checkpoint is "
+                 f"the policy of step {best} (the best watch point).")  # fmt: skip
+    elif best is not None:
+        text += f" Best watch point: step {best} (the checkpoint is the final policy)."
+    return text
+
+
+def watch_section(watch: dict | None, final: dict, metrics: list[dict]) -> None:
+    """The over-optimisation watch of an RL run: charts against the step and the KL."""
+    frame = watch_frame(metrics)
+    if frame is None:
+        return
+    st.markdown("**Over-optimisation watch**")
+    st.caption(watch_text(watch, final))
+    if "diverging" in frame and (frame["diverging"] > 0).any():
+        steps = ", ".join(str(s) for s in frame.index[frame["diverging"] > 0])
+        st.warning(
+            f"Diverging at step {steps}: the reward model's score rose over the last watch "
+            "points while the judge's did not. The policy may be gaming the reward model."
+        )
+    left, right = st.columns(2)
+    with left:
+        scores = [c for c in ("reward", "judge") if c in frame]
+        st.line_chart(frame[scores], x_label="step", y_label="mean score (held-out)")
+        st.line_chart(frame[[c for c in ("kl",) if c in frame]], x_label="step",
+                      y_label="KL to the base (nats)")  # fmt: skip
+    with right:
+        st.scatter_chart(frame.reset_index(), x="kl", y="reward", x_label="KL to the base",
+                         y_label="reward (held-out)")  # fmt: skip
+        shape = [c for c in ("distinct_1", "distinct_2") if c in frame]
+        st.line_chart(frame[shape], x_label="step", y_label="distinct-n")
+    st.dataframe(
+        frame.reset_index(), hide_index=True,
+        column_order=[c for c in ("step", "reward", "reward_se", "judge", "judge_se", "kl",
+                                  "kl_per_token", "length", "distinct_1", "distinct_2",
+                                  "diverging") if c == "step" or c in frame],
+    )  # fmt: skip
 
 
 def entry_text(entry: dict) -> str:
