@@ -70,6 +70,18 @@ export default function(component) {
 _blur_selectbox = st.components.v2.component("rlhf_project_blur", html="<span></span>", js=_BLUR_JS)
 
 
+def pick_waiting_project(waiting: list[tuple[str, int]], key: str, what: str) -> str:
+    """A selectbox of the projects with something waiting for people ((name, count) pairs,
+    never empty): "facts (12 to judge)". The pick is remembered under `key`."""
+    counts = dict(waiting)
+    names = list(counts)
+    if st.session_state.get(key) not in names:
+        st.session_state[key] = names[0]
+    return st.selectbox(
+        "Project", names, key=key, format_func=lambda n: f"{n} ({counts[n]} {what})"
+    )
+
+
 def _project_changed() -> None:
     st.session_state[_BLUR_REV] = st.session_state.get(_BLUR_REV, 0) + 1
 

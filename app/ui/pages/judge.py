@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app.ui import auth
+from app.ui import auth, widgets
 from app.ui import render as show
 from app.ui.actions import act, show_flash
 from app.ui.db import transaction
@@ -46,13 +46,7 @@ def render() -> None:
     if not waiting:
         st.info("No model answers are waiting for a verdict.")
         return
-    counts = dict(waiting)
-    names = list(counts)
-    if st.session_state.get(PROJECT) not in names:
-        st.session_state[PROJECT] = names[0]
-    project = st.selectbox(
-        "Project", names, key=PROJECT, format_func=lambda n: f"{n} ({counts[n]} to judge)"
-    )
+    project = widgets.pick_waiting_project(waiting, PROJECT, "to judge")
     skipped = st.session_state.get(SKIPPED, [])
     with transaction() as s:
         found = probes.unjudged_answers(s, project, skip=skipped, limit=1)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app.ui import auth
+from app.ui import auth, widgets
 from app.ui import render as show
 from app.ui.actions import act, show_flash
 from app.ui.db import transaction
@@ -49,13 +49,7 @@ def render() -> None:
     if not waiting:
         st.info("No drafted questions are waiting for review.")
         return
-    counts = dict(waiting)
-    names = list(counts)
-    if st.session_state.get(PROJECT) not in names:
-        st.session_state[PROJECT] = names[0]
-    project = st.selectbox(
-        "Project", names, key=PROJECT, format_func=lambda n: f"{n} ({counts[n]} to review)"
-    )
+    project = widgets.pick_waiting_project(waiting, PROJECT, "to review")
     with transaction() as s:
         found = drafts.list_drafts(s, project, skip=st.session_state.get(SKIPPED, []), limit=1)
     if not found["drafts"]:
