@@ -52,7 +52,6 @@ def tiny_dir(tmp_path_factory):
 @pytest.fixture
 def facts(Session, cli, admin, tiny_dir, monkeypatch):  # noqa: N803
     """Users eng and lab, the project `facts` with answers, `blank` without; the policy id."""
-    import torch
 
     from training import generate
 
@@ -81,22 +80,31 @@ def facts(Session, cli, admin, tiny_dir, monkeypatch):  # noqa: N803
     tokenizer = _training_models().word_tokenizer(WORDS)
     asked: dict[str, int] = {}
 
+    def answer(prompt: str) -> str:
+        question = next(q for q in QUESTIONS if q in prompt)
+        n = asked.get(question, 0)
+        asked[question] = n + 1
+        return QUESTIONS[question][2][n % 3]
+
+    monkeypatch.setattr(generate, "_model_generate", scripted(tokenizer, answer))
+    return checkpoint_id
+
+
+def scripted(tokenizer, answer):
+    """model.generate that writes answer(prompt text) for each row (then EOS, padded)."""
+    import torch
+
     def speak(model, *, input_ids, attention_mask, **_):
         rows = []
         for ids, mask in zip(input_ids, attention_mask, strict=True):
-            prompt = tokenizer.decode(ids[mask.bool()])
-            question = next(q for q in QUESTIONS if q in prompt)
-            n = asked.get(question, 0)
-            asked[question] = n + 1
-            text = QUESTIONS[question][2][n % 3]
+            text = answer(tokenizer.decode(ids[mask.bool()]))
             rows.append(tokenizer(text, add_special_tokens=False)["input_ids"]
                         + [tokenizer.eos_token_id])  # fmt: skip
         width = max(map(len, rows))
         rows = [r + [tokenizer.pad_token_id] * (width - len(r)) for r in rows]
         return torch.cat([input_ids, torch.tensor(rows)], dim=1)
 
-    monkeypatch.setattr(generate, "_model_generate", speak)
-    return checkpoint_id
+    return speak
 
 
 def _count(Session, table) -> int:  # noqa: N803
@@ -221,7 +229,6 @@ def test_a_model_drafts_questions_from_a_document_and_people_review_them(
     tmp_path,
     monkeypatch,  # noqa: N803
 ):
-    import torch
 
     from training import generate
 
@@ -231,19 +238,11 @@ def test_a_model_drafts_questions_from_a_document_and_people_review_them(
         "Paris": "paris paris",  # no Q/A pair at all
     }
 
-    def speak(model, *, input_ids, attention_mask, **_):
-        rows = []
-        for ids, mask in zip(input_ids, attention_mask, strict=True):
-            prompt = tokenizer.decode(ids[mask.bool()])
-            assert "Q: <unk>" in prompt  # the instruction names the form
-            text = drafted["Hamlet" if "hamlet" in prompt.split() else "Paris"]
-            rows.append(tokenizer(text, add_special_tokens=False)["input_ids"]
-                        + [tokenizer.eos_token_id])  # fmt: skip
-        width = max(map(len, rows))
-        rows = [r + [tokenizer.pad_token_id] * (width - len(r)) for r in rows]
-        return torch.cat([input_ids, torch.tensor(rows)], dim=1)
+    def answer(prompt: str) -> str:
+        assert "Q: <unk>" in prompt  # the instruction names the form
+        return drafted["Hamlet" if "hamlet" in prompt.split() else "Paris"]
 
-    monkeypatch.setattr(generate, "_model_generate", speak)
+    monkeypatch.setattr(generate, "_model_generate", scripted(tokenizer, answer))
     document = tmp_path / "handbook.md"
     document.write_text("Notes on hamlet and a spider. " * 10 + "\n\n" + "Paris facts. " * 20)
     res = cli("probe", "draft", "--project", "facts", "--document", str(document),
