@@ -87,6 +87,17 @@ def save_model(
     return saved
 
 
+def save_policy_state(model, tokenizer, directory: Path, *, lora_base=None) -> None:
+    """A policy as it is now, into `directory` (one process writes): with `lora_base` its
+    adapter and the pointer to the base (as save_model's LoRA case), else the whole model;
+    safetensors only. The gold checks of an RL run (training/watch.py) save this way."""
+    directory = Path(directory)
+    model.save_pretrained(directory, safe_serialization=True)
+    tokenizer.save_pretrained(directory)
+    if lora_base is not None:
+        _point_at_base(directory, lora_base)
+
+
 def _point_at_base(directory: Path, base) -> None:
     """Beside a saved adapter: the base it applies to, by spec (never the absolute path of
     $RLHF_HOME's cache or a checkpoint folder), and the kind to load it as (peft's task:

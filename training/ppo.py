@@ -6,6 +6,8 @@
     rlhf train rl --algo ppo --reward verifiable --snapshot 5 [--answer_pattern REGEX]
     rlhf train rl --algo ppo --reward checkpoint:4=0.5,verifiable=1.0 --snapshot 5
     rlhf train rl --algo ppo --reward checkpoint:4 --snapshot 3 --watch_every 5 --kl_budget 20
+    rlhf train rl --algo ppo --reward checkpoint:4 --base checkpoint:7 --snapshot 3
+                  --gold_check_steps 5,10
     python -m training.rl --algo ppo ...               (RLHF_USER names the engineer)
 
 TRL 1.x has no PPOTrainer (removed upstream), so this is ours, on transformers + peft; its
@@ -37,7 +39,10 @@ other recipes. Top to bottom:
     over-optimisation watch (training/watch.py: train_ppo(..., watch=)) takes a point
     before the first step and every --watch_every steps (and the last); its stop rule
     (--kl_budget, --stop_on_divergence) ends the loop, and the kept watch point's weights
-    go back into the policy before it is saved.
+    go back into the policy before it is saved. The gold checks (--gold_check_steps 2,4):
+    at each listed step the policy (LoRA: its adapter) is written atomically as
+    rl-ppo-run{id}-step{S} and registered (parent = the base), for the arena after the run
+    (training/rl.py).
  6. the policy (LoRA: its adapter and a pointer to the base; no value head or critic in
     its files) is written atomically as rl-ppo-run{id}-{sha8} and registered, parent = the
     base.
@@ -472,6 +477,7 @@ def train_ppo(
     launch=None,
     resume_from: str | None = None,
     watch=None,
+    gold=None,
 ) -> PPOResult:
     """PPO on `prompts` ([{"prompt": messages, ...}]: the row is passed to reward_fn too).
 
@@ -479,9 +485,10 @@ def train_ppo(
     value_model: the critic (a sequence classifier sharing the tokenizer) for
     config.critic == "reward"; else a value head on the policy is made here. callback(step,
     metrics) at each logging step returns True to stop. watch: a training.watch.Watch (a
-    point at step 0 and when due; its stop rule ends the loop). Trainable: the policy's parameters
-    that require grad (LoRA: the adapters) and the value model's. Resume points go to
-    config.output_dir every config.save_steps steps."""
+    point at step 0 and when due; its stop rule ends the loop). gold: a
+    training.watch.GoldChecks (the policy registered at its steps). Trainable: the policy's
+    parameters that require grad (LoRA: the adapters) and the value model's. Resume points go
+    to config.output_dir every config.save_steps steps."""
     import copy
 
     import torch
@@ -645,7 +652,10 @@ def train_ppo(
             save_state(config.output_dir, done, trainables, optimizer, kl_ctl, losses, launch)
             if launch is not None:
                 launch.barrier()
-        # 6. the over-optimisation watch (training/watch.py): a point, and its stop rule
+        # 6. the gold checks (the policy at --gold_check_steps registered), then the
+        # over-optimisation watch (training/watch.py): a point, and its stop rule
+        if gold is not None and gold.due(done):
+            gold.after_step(policy, done)
         if watch is not None and watch.due(done, config.max_steps):
             if watch.after_step(policy, done):
                 stopped = True
@@ -764,6 +774,9 @@ def run(spec, call):
             plan, reward, run_, tokenizer, max_new_tokens=config.response_length,
             seed=config.seed, reward_fn=reward_fn,
         )  # fmt: skip
+        gold = rl.make_gold_checks(
+            spec, run_, tokenizer, resolved, algo="ppo", lora=lora is not None
+        )
         value_model = None
         if config.critic == "reward":
             value_model, value_tokenizer = load_reward_model(reward.model_path)
@@ -785,7 +798,7 @@ def run(spec, call):
         # 4.-5. the PPO loop (resume points under the run's directory)
         output = train_ppo(
             policy, tokenizer, rows, reward_fn, config, value_model=value_model, callback=log,
-            launch=launch, resume_from=last, watch=watch,
+            launch=launch, resume_from=last, watch=watch, gold=gold,
         )  # fmt: skip
         from training.recorder import check_result
 
@@ -811,4 +824,4 @@ def run(spec, call):
             config={**record, **reward.record, **plan.record, "algo": "ppo",
                     "critic": config.critic},
         )  # fmt: skip
-        return rl.with_watch(result, watch)
+        return rl.with_watch(result, watch, gold)

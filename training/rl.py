@@ -8,6 +8,8 @@ against a reward model, a verifier of final answers, or both.
     rlhf train rl --reward checkpoint:4=0.5,verifiable=1.0 --snapshot 5 ...
     rlhf train rl --reward checkpoint:4 --snapshot 3 [--watch_every 10] [--watch_prompts 4]
                   [--watch_judge checkpoint:9|verifiable] [--kl_budget 20] [--stop_on_divergence]
+    rlhf train rl --reward checkpoint:4 --base checkpoint:7 --snapshot 3 --gold_check_steps 5,10
+                  [--gold_check_arena my-arena]
     python -m training.rl --reward 4 --base 7 --snapshot 3 ...   (RLHF_USER names the engineer)
 
 --algo: GRPO (group relative policy optimisation, the default) or RLOO (REINFORCE
@@ -34,6 +36,22 @@ does not). --kl_budget NATS stops the run once watch/kl passes it and keeps the 
 point within it; --stop_on_divergence stops on divergence and keeps the judge's best
 point. `--json` adds the watch's summary under "watch" (stopped, best_step,
 checkpoint_step, points, warnings); the run's metrics get watch_stopped / watch_best_step.
+
+The gold checks (every algorithm; training/watch.py GoldChecks, labeling/arena/gold_checks.py):
+`--gold_check_steps 20,40` registers the policy at those steps (LoRA: its adapter, written
+atomically like the final checkpoint; rank 0 writes) as policy checkpoints of the run,
+rl-grpo-run12-step20, parent = the base, config {"gold_check_step": 20}. After the run
+(`rlhf train rl`, the worker) each answers the arena's prompts - --gold_check_arena NAME,
+else every arena with auto-enter on - and is paired with the base alone, so labelers judge
+"step 20 vs the base" blind; the base answers first where it has not. The base must be a
+checkpoint (`rlhf checkpoints add --model default` registers the default); a step past
+max_steps, a duplicate, a step <= 0, no arena, or FSDP / DeepSpeed are refused before any
+model loads; a step the run does not reach (the watch stopped it) makes no check, and a
+resumed run keeps the checks it registered before. `--json` adds "gold_checks": [{"step",
+"checkpoint_id", "arena", "tasks"}] (tasks: new arena tasks against the base); the
+Runs page shows each check's win rate against the base (ties half, 95% Wilson interval)
+beside watch/reward at that step. Votes that exist while the run trains count for
+--stop_on_divergence (training/watch.py, step 4).
 
 Flags after the known ones are GRPOConfig / RLOOConfig / trl.ModelConfig fields (ppo: our
 PPOConfig's). Top to bottom:
@@ -292,6 +310,7 @@ def prepare_rl(spec: RunSpec, sessionmaker=None):
         )
     weights = dict(parts)
     verifiable = VERIFIABLE in weights
+    check_gold_base(spec)
     # config, then the prompts, the base (a policy) and the reward model, checked before any
     # model loads; a reward checkpoint is refused as the base
     inputs = prepare(
@@ -313,11 +332,97 @@ def prepare_rl(spec: RunSpec, sessionmaker=None):
         reward.format_weight = float(spec.format_weight or 0.0)
     rows = data.snapshot_rows(inputs.files)
     reward.watch = watch_plan(spec, inputs, read, reward)
+    check_gold_checks(spec, inputs)
     train = reward.watch.train_rows
     reward.counts = {"train_prompts": len(train), "train_rows": rows["train"]}
     if verifiable:
         reward.counts["prompts_without_answer"] = read["without_answer"]
     return inputs, train, reward
+
+
+def check_gold_base(spec: RunSpec) -> None:
+    """--gold_check_steps judges the run against its base: the base must be a checkpoint."""
+    if not spec.watch.get("gold_check_steps"):
+        return
+    from training.spec import _checkpoint_id
+
+    if _checkpoint_id(spec.base or spec.fields.get("model_name_or_path")) is None:
+        raise InvalidInput(
+            "--gold_check_steps pairs the run's checkpoints with its base in an arena, so the "
+            "base must be a checkpoint: register it (`rlhf checkpoints add --model default "
+            "--name smollm2-base`) and pass --base checkpoint:ID"
+        )
+
+
+def check_gold_checks(spec: RunSpec, inputs) -> None:
+    """The gold checks, before any model loads: every step within max_steps, one process's
+    model to save (no FSDP / DeepSpeed), and an arena to enter (--gold_check_arena, else an
+    auto-enter arena)."""
+    import os
+
+    steps = spec.watch.get("gold_check_steps")
+    if not steps:
+        return
+    check_gold_base(spec)
+    max_steps = int(getattr(inputs.config, "max_steps", 0) or 0)
+    if max_steps <= 0:
+        raise InvalidInput("--gold_check_steps needs --max_steps N (the steps must be known)")
+    if steps[-1] > max_steps:
+        raise InvalidInput(
+            f"--gold_check_steps: step {steps[-1]} is past max_steps {max_steps}; list steps "
+            f"from 1 to {max_steps}"
+        )
+    sharded = getattr(inputs.config, "fsdp", None) or getattr(inputs.config, "deepspeed", None)
+    if sharded or any(
+        os.environ.get(f"ACCELERATE_USE_{name}", "").lower() in ("1", "true")
+        for name in ("FSDP", "DEEPSPEED")
+    ):  # fmt: skip
+        raise InvalidInput(
+            "--gold_check_steps saves the policy from one process: not under FSDP / DeepSpeed"
+        )
+
+    def arena_named() -> None:
+        from labeling import arena
+        from labeling.projects import get_project
+
+        name = spec.watch.get("gold_check_arena")
+        with inputs.sessionmaker.begin() as s:
+            if name:
+                arena._check_arena(get_project(s, name))
+            elif not arena.auto_enter_projects(s):
+                raise InvalidInput(
+                    "--gold_check_steps: no arena to enter: name one (--gold_check_arena NAME) "
+                    "or turn auto-enter on for one (`rlhf arena config --project NAME "
+                    "--auto-enter`)"
+                )
+
+    inputs.launch.share(arena_named)
+
+
+def make_gold_checks(spec: RunSpec, run, tokenizer, resolved, *, algo: str, lora: bool):
+    """The run's GoldChecks (training/watch.py; None without --gold_check_steps), with the
+    checks a resumed run registered before."""
+    steps = spec.watch.get("gold_check_steps")
+    if not steps:
+        return None
+    from training.watch import GoldChecks
+
+    def registered() -> list[dict]:
+        from labeling.arena.gold_checks import run_gold_checks
+
+        with run.sessionmaker.begin() as s:
+            return [
+                {"step": c["step"], "checkpoint_id": c["checkpoint_id"]}
+                for c in run_gold_checks(s, run.id)
+            ]
+
+    return GoldChecks(
+        steps=list(steps), prefix=f"rl-{algo}-run{run.id}", run_id=run.id,
+        sessionmaker=run.sessionmaker, launch=run.launch, tokenizer=tokenizer,
+        resolved=resolved, lora=lora,
+        config={"algo": algo, "gold_check_arena": spec.watch.get("gold_check_arena")},
+        saved=run.launch.share(registered),
+    )  # fmt: skip
 
 
 @dataclass
@@ -487,6 +592,10 @@ def run(spec: RunSpec, call: Call) -> dict[str, Any]:
             plan, reward_, run, tokenizer, max_new_tokens=config.max_completion_length,
             seed=config.seed, loaded=(funcs[0], classes[0]) if reward_.model else None,
         )  # fmt: skip
+        # the gold checks: the policy at --gold_check_steps registered for the arena
+        gold = make_gold_checks(
+            spec, run, tokenizer, resolved, algo=algo, lora=bool(model_config.use_peft)
+        )
         columns = ("prompt", "answer") if reward_.verifier_weight is not None else ("prompt",)
         trainer = getattr(trl, trainer_name)(
             model=model,
@@ -498,7 +607,9 @@ def run(spec: RunSpec, call: Call) -> dict[str, Any]:
             processing_class=tokenizer,
             reward_processing_classes=classes if len(classes) > 1 else classes[0],
             peft_config=peft_config(model_config),
-            callbacks=[run.recorder] + ([watch.callback()] if watch else []),
+            callbacks=[run.recorder]
+            + ([watch.callback()] if watch else [])
+            + ([gold.callback()] if gold else []),
         )
         if watch is not None and not model_config.use_peft:  # no adapters to disable
             watch.reference = getattr(trainer, "ref_model", None)  # TRL's frozen base (beta > 0)
@@ -528,7 +639,7 @@ def run(spec: RunSpec, call: Call) -> dict[str, Any]:
             kind="policy", directory=directory, resolved=resolved,
             config={**record, **reward_.record, **extra, **plan.record, "algo": algo},
         )  # fmt: skip
-        return with_watch(result, watch)
+        return with_watch(result, watch, gold)
 
 
 def make_watch(
@@ -544,16 +655,31 @@ def make_watch(
 
     device = PartialState().device
     judge_fn = plan.judge.function(device) if plan.judge is not None else None
-    return plan.make(
+    watch = plan.make(
         tokenizer, reward_fn or reward_.function(device, loaded=loaded), judge_fn,
         sessionmaker=run.sessionmaker, run_id=run.id, launch=run.launch,
         max_new_tokens=max_new_tokens, seed=seed,
     )  # fmt: skip
+    if plan.settings.get("gold_check_steps"):  # votes on its gold checks count, where any exist
+
+        def results() -> list[dict]:
+            from labeling.arena.gold_checks import gold_check_results
+
+            with run.sessionmaker.begin() as s:
+                return gold_check_results(s, run.id)
+
+        watch.gold_votes = lambda: run.launch.share(results)
+    return watch
 
 
-def with_watch(result: dict[str, Any], watch) -> dict[str, Any]:
-    """The run's result with the watch's summary under "watch" (None when it was off)."""
-    return {**result, "watch": watch.summary() if watch is not None else None}
+def with_watch(result: dict[str, Any], watch, gold=None) -> dict[str, Any]:
+    """The run's result with the watch's summary under "watch" (None when it was off) and,
+    with --gold_check_steps, the gold checks under "gold_checks" (arena and tasks come with
+    the entry; without gold checks the result stays as it was)."""
+    out = {**result, "watch": watch.summary() if watch is not None else None}
+    if gold is not None:
+        out["gold_checks"] = gold.summary()
+    return out
 
 
 def _merged_reference(run, model, tokenizer):
@@ -621,6 +747,16 @@ def make_parser(subparsers=None, **kwargs):
         "--stop_on_divergence", action="store_const", const=True, default=None,
         help="stop when the reward climbs while the judge does not (needs --watch_judge); "
         "keep the judge's best watch point",
+    )  # fmt: skip
+    # the gold checks (labeling/arena/gold_checks.py)
+    parser.add_argument(
+        "--gold_check_steps", metavar="S,S",
+        help="register the policy at these steps (20,40) and, after the run, enter each in an "
+        "arena against the base (a checkpoint) alone, for labelers to judge blind",
+    )  # fmt: skip
+    parser.add_argument(
+        "--gold_check_arena", metavar="NAME",
+        help="the arena of the gold checks (default: every arena with auto-enter on)",
     )  # fmt: skip
     return parser
 

@@ -47,7 +47,12 @@ DEFAULT_ALGO = "grpo"
 VERIFIABLE = "verifiable"
 # The over-optimisation watch's settings (training/watch.py): flags of the rl recipe, kept
 # in the run's config as they are.
-WATCH_OWN = ("watch_every", "watch_prompts", "watch_judge", "kl_budget", "stop_on_divergence")
+# The gold checks (--gold_check_steps, --gold_check_arena) travel with them: the policy saved
+# at those steps enters an arena against the base after the run.
+GOLD_OWN = ("gold_check_steps", "gold_check_arena")
+WATCH_OWN = (
+    "watch_every", "watch_prompts", "watch_judge", "kl_budget", "stop_on_divergence", *GOLD_OWN,
+)  # fmt: skip
 # The rl recipe's own settings (flags of their own, not config fields).
 RL_OWN = ("algo", "reward", "answer_pattern", "format_weight", *WATCH_OWN)
 # Keys of a run's stored config that are not TRL config fields.
@@ -266,6 +271,13 @@ def watch_settings(values: dict[str, Any]) -> dict[str, Any]:
             out[key] = number
         elif key == "stop_on_divergence":
             out[key] = _flag_bool(key, value)
+        elif key == "gold_check_steps":
+            out[key] = gold_check_steps(value)
+        elif key == "gold_check_arena":
+            name = str(value).strip()
+            if not name:
+                raise InvalidInput("--gold_check_arena: name an arena project")
+            out[key] = name
         else:
             judge = str(value).strip()
             if not judge or "," in judge or "=" in judge:
@@ -279,6 +291,38 @@ def watch_settings(values: dict[str, Any]) -> dict[str, Any]:
             "verifiable): divergence is the reward rising while the judge does not"
         )
     return out
+
+
+def gold_check_steps(value: Any) -> list[int]:
+    """--gold_check_steps `20,40` (or a JSON list, or a list: a stored config) as sorted
+    whole steps > 0, each once; anything else is one sentence."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError:
+                value = [text]
+        else:
+            value = [part for part in text.split(",") if part.strip()]
+    items = list(value) if isinstance(value, list | tuple) else [value]
+    steps: list[int] = []
+    for item in items:
+        try:
+            step = int(str(item).strip())
+        except ValueError:
+            step = 0
+        if step <= 0 or isinstance(item, bool):
+            raise InvalidInput(
+                f"--gold_check_steps: {str(item).strip()!r} is not a step; list whole steps "
+                "> 0, comma-separated: --gold_check_steps 20,40"
+            )
+        if step in steps:
+            raise InvalidInput(f"--gold_check_steps: step {step} is listed twice")
+        steps.append(step)
+    if not steps:
+        raise InvalidInput("--gold_check_steps: list whole steps > 0, comma-separated: 20,40")
+    return sorted(steps)
 
 
 def parse_rewards(text: str | None) -> list[tuple[str, float]]:
@@ -528,6 +572,8 @@ class RunSpec:
             if self.format_weight:
                 config["format_weight"] = self.format_weight
             config.update(self.watch)
+            if "gold_check_steps" in self.watch:  # a queued config holds scalars: "20,40"
+                config["gold_check_steps"] = ",".join(map(str, self.watch["gold_check_steps"]))
         return config
 
     def reward_model(self) -> str | None:
@@ -565,5 +611,16 @@ class RunSpec:
         in the worker; returns the spec."""
         if self.kind == "rl" and not self.rewards():
             raise InvalidInput("an rl run needs --reward (checkpoint:ID, verifiable, or both)")
-        self.parse()
+        config, _, _ = self.parse()
+        steps = self.watch.get("gold_check_steps") if self.kind == "rl" else None
+        if steps:  # the gold checks' own checks that need no database (training/rl.py)
+            from training.rl import check_gold_base
+
+            check_gold_base(self)
+            max_steps = int(getattr(config, "max_steps", 0) or 0)
+            if max_steps > 0 and steps[-1] > max_steps:
+                raise InvalidInput(
+                    f"--gold_check_steps: step {steps[-1]} is past max_steps {max_steps}; list "
+                    f"steps from 1 to {max_steps}"
+                )
         return self

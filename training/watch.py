@@ -38,6 +38,8 @@ with a judge, watch more often (--watch_every 3).
                           `verifiable`: the share of gold answers matched) and watch/judge_se
       watch/diverging     with a judge: 1 when the reward climbs while the judge does not
                           (see `diverging`), else 0
+      watch/human_diverging   with --gold_check_steps: 1 when the labelers' votes on the gold
+                          checks say the same (see `human_diverging`), else 0
  3. The stop rule. --kl_budget X: when watch/kl passes X the run stops and the checkpoint it
     registers is the policy at the best watch point within the budget (highest
     watch/reward); --stop_on_divergence (needs --watch_judge): when the watch flags
@@ -46,6 +48,21 @@ with a judge, watch more often (--watch_every 3).
     best so far. The run's metrics record `watch_stopped` (kl_budget, divergence, or null),
     `watch_best_step` and `watch_points`; `--json` prints the summary under "watch".
 --watch_every 0 turns the watch off.
+ 4. The gold checks (--gold_check_steps 20,40 [--gold_check_arena NAME]; GoldChecks below):
+    at each listed step the policy is written atomically and registered as a checkpoint of
+    the run (rl-grpo-run12-step20, parent = the base, config {"gold_check_step": 20}); after
+    the run each enters an arena against the base alone (training/arena_entry.py) for
+    labelers to judge blind, and labeling/arena/gold_checks.py turns their votes into win
+    rates with Wilson intervals (the Runs page shows them beside watch/reward). The human
+    side of the divergence rule: at each watch point the run reads the votes on its gold
+    checks so far; when two checks with at least MIN_GOLD_VOTES votes each show the reward
+    (the watch point at or before each check's step) rising by Z standard errors while the
+    win rate against the base does not rise, that counts as divergence too (warned, and
+    with --stop_on_divergence the run stops). The checks enter the arena only after the run
+    (generating their answers would stall training), so votes exist during a run only where
+    someone entered a check by hand while it trains (`rlhf arena enter --project NAME
+    --checkpoint ID`: a gold check is paired with its base alone); with no votes yet only
+    the automatic judge (--watch_judge) can stop a run. The run never waits for votes.
 """
 
 from __future__ import annotations
@@ -62,6 +79,7 @@ DEFAULT_EVERY = 10
 DEFAULT_PROMPTS = 4
 WINDOW = 3  # watch points the divergence rule looks back over
 Z = 2.0  # the reward's rise must be this many standard errors to count
+MIN_GOLD_VOTES = 10  # labelers' votes a gold check needs before its win rate counts
 
 
 # --- the numbers ---------------------------------------------------------------------------
@@ -138,6 +156,36 @@ def diverging(points: list[dict], window: int = WINDOW, z: float = Z) -> bool:
     return reward_z >= z and judge_rise <= 0
 
 
+def human_diverging(
+    checks: list[dict], points: list[dict], *, z: float = Z, min_votes: int = MIN_GOLD_VOTES
+) -> bool:
+    """The labelers' side of the divergence rule. checks: gold-check results
+    (labeling/arena/gold_checks.py: step, wins, losses, ties, n; one row per arena, pooled
+    here); points: the watch's. Of the gold checks with at least `min_votes` votes against
+    the base, the first and the last by step: the watch's reward (the point at or nearest
+    before each step) rose by at least z standard errors while the win rate (ties half) did
+    not rise. Fewer than two such checks: False."""
+    pooled: dict[int, list[float]] = {}
+    for c in checks:
+        score_n = pooled.setdefault(int(c["step"]), [0.0, 0.0])
+        score_n[0] += c.get("wins", 0) + c.get("ties", 0) / 2
+        score_n[1] += c.get("n", 0)
+    judged = sorted((step, sn[0] / sn[1]) for step, sn in pooled.items() if sn[1] >= min_votes)
+    if len(judged) < 2:
+        return False
+
+    def at(step: int) -> dict | None:
+        before = [p for p in points if p["step"] <= step]
+        return before[-1] if before else None
+
+    (first_step, first_rate), (last_step, last_rate) = judged[0], judged[-1]
+    first, last = at(first_step), at(last_step)
+    if first is None or last is None or first is last:
+        return False
+    _, reward_z = _rise([first, last], "reward")
+    return reward_z >= z and last_rate <= first_rate
+
+
 # --- the prompts ---------------------------------------------------------------------------
 
 
@@ -197,6 +245,7 @@ class Watch:
     store: Callable[[int, dict[str, float]], None] | None = None
     reference: Any = None  # the KL reference when the policy has no adapters to disable
     launch: Any = None  # training.launch.Launch: under a multi-process launch rank 0 decides
+    gold_votes: Callable[[], list[dict]] | None = None  # the run's gold-check results so far
     points: list[dict] = field(default_factory=list)
     stopped: str | None = None
     warnings: list[str] = field(default_factory=list)
@@ -271,6 +320,10 @@ class Watch:
         flagged = diverging(self.points) if self.judge_fn is not None else False
         if self.judge_fn is not None:
             point["diverging"] = float(flagged)
+        human = False
+        if self.gold_votes is not None:  # labelers' votes on the gold checks, where any exist
+            human = human_diverging(self.gold_votes(), self.points)
+            point["human_diverging"] = float(human)
         within = self.kl_budget is None or values["kl"] <= self.kl_budget
         if (
             self.kl_budget is not None
@@ -289,6 +342,14 @@ class Watch:
             )
             self.warnings.append(warning)
             print(warning, file=sys.stderr)
+        if human:
+            warning = (
+                f"watch: step {step}: the reward rose while the labelers' win rate against the "
+                "base on the gold checks did not: the policy may be gaming the reward model"
+            )
+            self.warnings.append(warning)
+            print(warning, file=sys.stderr)
+        flagged = flagged or human
         if not within:
             self.stopped = "kl_budget"
         elif flagged and self.stop_on_divergence:
@@ -349,8 +410,10 @@ class Watch:
             "prompts": len(self.rows),
             "every": self.every,
             "seconds": round(self.seconds, 3),
-            "diverging": bool(any(p.get("diverging") for p in self.points)),
-            "last": {k: v for k, v in last.items() if k != "diverging"},
+            "diverging": bool(
+                any(p.get("diverging") or p.get("human_diverging") for p in self.points)
+            ),
+            "last": {k: v for k, v in last.items() if k not in ("diverging", "human_diverging")},
             "warnings": list(self.warnings),
         }
 
@@ -383,3 +446,102 @@ class Watch:
                         control.should_training_stop = True
 
         return WatchCallback()
+
+
+# --- the gold checks -----------------------------------------------------------------------
+
+
+@dataclass
+class GoldChecks:
+    """The gold checks of a run (--gold_check_steps): at each listed step the policy's
+    trainable state (LoRA: the adapter and a pointer to the base; else the whole model) is
+    written atomically as checkpoint `{prefix}-step{S}` and registered as a policy checkpoint
+    of this run, parent = the base, config {"gold_check_step": S}; rank 0 writes, every rank
+    takes part. After the run each enters an arena against the base alone
+    (training/arena_entry.py); labeling/arena/gold_checks.py turns the votes into win rates."""
+
+    steps: list[int]
+    prefix: str  # rl-grpo-run12: the run's checkpoint name without its snapshot hash
+    run_id: int
+    sessionmaker: Any
+    launch: Any
+    tokenizer: Any
+    resolved: Any  # the base (training.models.ResolvedModel): parent, base model, LoRA base
+    lora: bool
+    config: dict[str, Any] = field(default_factory=dict)  # recorded on each checkpoint
+    saved: list[dict] = field(default_factory=list)  # [{"step", "checkpoint_id"}]
+    warnings: list[str] = field(default_factory=list)
+
+    def due(self, step: int) -> bool:
+        return step in self.steps and all(s["step"] != step for s in self.saved)
+
+    def after_step(self, model, step: int) -> int | None:
+        """Save and register the policy of `step`; returns the checkpoint id (every rank).
+        A step registered before (a resumed run) is not written again; a policy with
+        NaN/inf weights is not registered (a warning says so)."""
+        from labeling.registry import training_records
+        from training.checkpoint import save_policy_state, write_checkpoint
+        from training.recorder import nonfinite_parameters
+
+        def existing() -> int | None:
+            from labeling.arena.gold_checks import run_gold_checks
+
+            with self.sessionmaker.begin() as s:
+                for check in run_gold_checks(s, self.run_id):
+                    if check["step"] == step:
+                        return check["checkpoint_id"]
+            return None
+
+        checkpoint_id = self.launch.share(existing)
+        if checkpoint_id is None:
+            bad = nonfinite_parameters(model)
+            if bad:
+                warning = (f"gold check at step {step}: the policy has NaN/inf weights "
+                           f"({bad[0]}, ...); it was not registered")  # fmt: skip
+                self.warnings.append(warning)
+                print(warning, file=sys.stderr)
+                return None
+            name = f"{self.prefix}-step{step}"
+
+            def save(directory) -> None:
+                if self.launch.is_main:  # the whole model is on every rank: rank 0 writes
+                    save_policy_state(
+                        model, self.tokenizer, directory,
+                        lora_base=self.resolved if self.lora else None,
+                    )  # fmt: skip
+
+            directory = write_checkpoint(self.launch, name, save)
+
+            def register() -> int:
+                with self.sessionmaker.begin() as s:
+                    return training_records.register_checkpoint(
+                        s, kind="policy", directory=directory, run_id=self.run_id,
+                        base_model=self.resolved.base_model,
+                        parent_id=self.resolved.checkpoint_id,
+                        config={**self.config, "gold_check_step": step},
+                    ).id  # fmt: skip
+
+            checkpoint_id = self.launch.share(register)
+        self.saved.append({"step": step, "checkpoint_id": checkpoint_id})
+        return checkpoint_id
+
+    def summary(self) -> list[dict]:
+        """--json's gold_checks before the arena entry: [{"step", "checkpoint_id", "arena",
+        "tasks"}] (arena / tasks: None until the checkpoint has entered)."""
+        return [
+            {"step": s["step"], "checkpoint_id": s["checkpoint_id"], "arena": None, "tasks": None}
+            for s in self.saved
+        ]
+
+    def callback(self):
+        """A transformers TrainerCallback (GRPO / RLOO): a gold check at each listed step."""
+        from transformers import TrainerCallback
+
+        checks = self
+
+        class GoldCheckCallback(TrainerCallback):
+            def on_step_end(self, args, state, control, model=None, **kwargs):
+                if checks.due(state.global_step):
+                    checks.after_step(model, state.global_step)
+
+        return GoldCheckCallback()

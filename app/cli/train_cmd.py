@@ -6,6 +6,8 @@
     rlhf train dpo --snapshot 4 --base checkpoint:5 [--use_peft false] --json
     rlhf train rl --snapshot 4 --base checkpoint:5 --reward checkpoint:6 [--algo grpo|rloo|ppo] --json
     rlhf train rl --snapshot 7 --reward verifiable [--answer_pattern REGEX] --algo ppo --json
+    rlhf train rl --snapshot 4 --base checkpoint:5 --reward checkpoint:6 --gold_check_steps 5,10
+                  [--gold_check_arena my-arena]
 
 Online RL runs TRL's GRPOTrainer or RLOOTrainer, or our own PPO (training/ppo.py: TRL 1.x
 ships no PPOTrainer), against a reward model, a verifier of gold answers, or both
@@ -90,10 +92,14 @@ def train(args) -> int:
     if not _main_process():
         return 0  # rank 0 reports (and enters arenas) for the whole launch
     if args.train_command != "reward":
-        from training.arena_entry import enter_auto_arenas, report
+        from training.arena_entry import enter_auto_arenas, gold_check_summary, report
 
-        # Arenas that auto-enter new checkpoints get its answers and tasks now.
-        report(enter_auto_arenas(sessionmaker(), result["checkpoint_id"], progress=not args.json))
+        # Arenas that auto-enter new checkpoints get its answers and tasks now (an RL run's
+        # gold checks first, each against the base).
+        entered = enter_auto_arenas(sessionmaker(), result["checkpoint_id"], progress=not args.json)
+        report(entered)
+        if result.get("gold_checks"):
+            result["gold_checks"] = gold_check_summary(entered) or result["gold_checks"]
     if args.json:
         print_json(result)
     else:
@@ -102,6 +108,10 @@ def train(args) -> int:
         print(metrics)
         for warning in (result.get("watch") or {}).get("warnings") or []:
             print(warning)
+        for check in result.get("gold_checks") or []:
+            print(f"gold check at step {check['step']}: checkpoint {check['checkpoint_id']}"
+                  + (f", {check['tasks']} tasks against the base in arena {check['arena']}"
+                     if check.get("arena") and check.get("tasks") is not None else ""))  # fmt: skip
     return 0
 
 

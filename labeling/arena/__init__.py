@@ -22,7 +22,8 @@ style come along for the per-category and style-controlled views.
 Modules: settings.py (DEFAULTS, settings, configure), contestants.py (prompts and answers
 entering, names, overview), scheduling.py (`schedule`), matchmaking.py (`rebalance`,
 `after_vote`), votes.py (`battles`, leaderboards, judge rows), entries.py (how a checkpoint's
-entry is going, recorded on its run); this package re-exports them.
+entry is going, recorded on its run), gold_checks.py (an RL run's checkpoints at chosen steps
+against its base: votes, win rates with Wilson intervals); this package re-exports them.
 """
 
 from labeling.arena.contestants import (
@@ -34,6 +35,7 @@ from labeling.arena.contestants import (
     overview,
 )
 from labeling.arena.entries import entry_progress, record_entry
+from labeling.arena.gold_checks import gold_check_arena, gold_check_results, run_gold_checks
 from labeling.arena.matchmaking import (
     PHASE_ONE,
     PHASE_TWO_SCALE,
@@ -75,12 +77,15 @@ __all__ = [
     "copy_prompts",
     "current_leader",
     "entry_progress",
+    "gold_check_arena",
+    "gold_check_results",
     "judge_rows",
     "leaderboard_view",
     "only_category",
     "overview",
     "project_leaderboard",
     "rebalance",
+    "run_gold_checks",
     "record_entry",
     "schedule",
     "settings",

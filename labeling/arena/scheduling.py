@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from labeling.arena.contestants import HUMAN, Entry, _entries, _pair, add_human_answers
+from labeling.arena.gold_checks import gold_check_bases
 from labeling.arena.matchmaking import rebalance
 from labeling.arena.settings import _OPPONENTS, _check_arena, settings
 from labeling.arena.votes import current_leader
@@ -35,11 +36,15 @@ def schedule(
     checkpoint_id: int | None = None,
     opponents: str | None = None,
     seed: int | None = None,
+    against: int | None = None,
 ) -> dict[str, Any]:
     """Create arena tasks. With `checkpoint_id`: that checkpoint against its opponents (the
-    project's `opponents` setting: the current leader, or everyone); without: every pair of
-    contestants. One task per prompt both answered, up to `max_prompts` per pair; which answer
-    is "A" is random. Existing tasks are kept (tasks are unique by content)."""
+    project's `opponents` setting: the current leader, or everyone), or, with `against`,
+    against that one checkpoint alone (a gold check against its base:
+    labeling/arena/gold_checks.py); without: every pair of contestants. A gold check is only
+    ever paired with its base: it is left out of everyone else's opponents. One task per
+    prompt both answered, up to `max_prompts` per pair; which answer is "A" is random.
+    Existing tasks are kept (tasks are unique by content)."""
     _check_arena(project)
     conf = settings(project)
     opponents = opponents or conf["opponents"]
@@ -49,19 +54,37 @@ def schedule(
         add_human_answers(session, project)
     entries = _entries(session, project)
     everyone = {key for per_prompt in entries.values() for key in per_prompt}
+    # an RL run's gold checks are judged against their base alone (gold_checks.py)
+    gold = gold_check_bases(session, {k for k in everyone if isinstance(k, int)})
+    if checkpoint_id is not None and against is None and checkpoint_id in gold:
+        against = gold[checkpoint_id]
     if checkpoint_id is not None:
         if checkpoint_id not in everyone:
             raise InvalidInput(
                 f"checkpoint {checkpoint_id} has no answers in arena {project.name!r}: "
                 f"run `rlhf generate --checkpoint {checkpoint_id} --project {project.name}` first"
             )
-        rivals = everyone - {checkpoint_id}
-        if opponents == "best":
-            leader = current_leader(session, project, exclude={checkpoint_id})
+        rivals = everyone - {checkpoint_id} - set(gold)
+        if against is not None:
+            if against == checkpoint_id:
+                raise InvalidInput(f"checkpoint {checkpoint_id} cannot be paired with itself")
+            if against not in everyone:
+                raise InvalidInput(
+                    f"checkpoint {against} has no answers in arena {project.name!r} to pair "
+                    f"with checkpoint {checkpoint_id}: enter it first (`rlhf arena enter "
+                    f"--project {project.name} --checkpoint {against}`)"
+                )
+            rivals = {against}
+        elif opponents == "best":
+            leader = current_leader(session, project, exclude={checkpoint_id, *gold})
             rivals = {leader} if leader is not None else rivals
         pairs = {_pair(checkpoint_id, r) for r in rivals}
+    elif against is not None:
+        raise InvalidInput("`against` pairs one checkpoint (checkpoint_id) with another")
     else:
-        pairs = {_pair(a, b) for a, b in itertools.combinations(sorted(everyone, key=str), 2)}
+        others = sorted(everyone - set(gold), key=str)
+        pairs = {_pair(a, b) for a, b in itertools.combinations(others, 2)}
+        pairs |= {_pair(ck, base) for ck, base in gold.items() if base in everyone}
     rng = random.Random(conf["seed"] if seed is None else seed)
     prompts = {p.id: p for p in session.scalars(
         select(Prompt).where(Prompt.id.in_(list(entries)))

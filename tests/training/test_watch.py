@@ -300,3 +300,47 @@ def test_the_watch_plan_with_a_verifiable_judge():
                              flags=["--watch_every", "0"])  # fmt: skip
     plan = watch_plan(off, inputs, read, Reward(text="verifiable"))
     assert plan.every == 0 and plan.rows == [] and plan.train_rows == PROMPTS
+
+
+# --- the labelers' side of the divergence rule (gold checks) ---------------------------------
+
+
+def _gold(step: int, wins: int, n: int, ties: int = 0) -> dict:
+    return {"step": step, "wins": wins, "losses": n - wins - ties, "ties": ties, "n": n}
+
+
+def test_the_human_divergence_rule_on_synthetic_votes():
+    from training.watch import human_diverging
+
+    points = [
+        {"step": s, "reward": r, "reward_se": 0.1} for s, r in ((0, 0.0), (5, 1.0), (10, 2.0))
+    ]
+    falling = [_gold(5, 14, 20), _gold(10, 6, 20)]
+    assert human_diverging(falling, points)  # the reward rose, the labelers' win rate fell
+    assert not human_diverging([_gold(5, 6, 20), _gold(10, 14, 20)], points)  # both rose
+    assert not human_diverging([_gold(5, 14, 9), _gold(10, 0, 9)], points)  # too few votes
+    assert not human_diverging(falling[:1], points)  # one check: nothing to compare
+    flat = [{**p, "reward": 1.0} for p in points]
+    assert not human_diverging(falling, flat)  # the reward did not rise
+    # one check judged in two arenas: pooled (5 + 5 votes reach the minimum of 10)
+    pooled = [_gold(5, 14, 20), _gold(10, 2, 5), _gold(10, 1, 5, ties=2)]
+    assert human_diverging(pooled, points)
+    # a check between watch points is set against the point before it
+    assert not human_diverging([_gold(3, 14, 20), _gold(4, 6, 20)], points)  # both at step 0
+
+
+def test_gold_check_votes_stop_a_run_whose_reward_climbs(toy_policy_dir):
+    """Votes that arrive while the run trains (a long run's gold check entered by hand): the
+    judge here is the reward itself, so only the labelers' falling win rate can flag it; with
+    stop_on_divergence the run stops."""
+    policy, tokenizer = _policy(toy_policy_dir)
+    votes = [_gold(1, 14, 20), _gold(6, 4, 20)]
+    watch = Watch(rows=PROMPTS, tokenizer=tokenizer, reward_fn=length_reward, every=3,
+                  max_new_tokens=16, judge_fn=length_reward, stop_on_divergence=True,
+                  gold_votes=lambda: votes)  # fmt: skip
+    out = train_ppo(policy, tokenizer, PROMPTS, length_reward, _ppo_config(15), watch=watch)
+    assert watch.stopped == "divergence" and out.global_step < 15
+    assert not any(p["diverging"] for p in watch.points)  # the automatic judge agreed
+    assert watch.points[-1]["human_diverging"] == 1.0
+    assert watch.points[0]["human_diverging"] == 0.0 and watch.summary()["diverging"]
+    assert any("labelers' win rate" in w for w in watch.warnings)

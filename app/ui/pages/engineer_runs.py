@@ -3,7 +3,10 @@ checkpoint's arena entries ("arena entry demo-arena: 4/8 prompts", labeling/aren
 and the checkpoints with their lineage (parent checkpoint, the run that made it, its snapshot).
 An RL run's over-optimisation watch (training/watch.py): its held-out reward, judge, KL,
 length and distinct-n against the step, the reward against the KL, divergence warnings, and
-why the run stopped and which watch point it kept."""
+why the run stopped and which watch point it kept. Its gold checks (labeling/arena/
+gold_checks.py): per checkpoint saved at a --gold_check_steps step, the watch's reward at
+that step beside the labelers' win rate against the base, with its 95% interval, in a table
+and a chart."""
 
 from __future__ import annotations
 
@@ -160,6 +163,7 @@ def run_details(user_id: int, rows: list[dict]) -> None:
         stored = runs.get_run(s, run_id)
         log_tail, final = stored.log_tail, dict(stored.metrics or {})
         entries = arena.entry_progress(s, run_id)
+        gold = arena.gold_check_results(s, run_id)
     for entry in entries:
         st.caption(entry_text(entry))
     if metrics:
@@ -174,6 +178,8 @@ def run_details(user_id: int, rows: list[dict]) -> None:
         watch_section(run["config"].get("watch"), final, metrics)
     else:
         st.caption("No metrics logged for this run yet.")
+    if gold:
+        gold_section(gold, metrics)
     if log_tail:
         with st.expander("Log (last lines)"):
             st.code(log_tail, language=None)
@@ -238,6 +244,12 @@ def watch_section(watch: dict | None, final: dict, metrics: list[dict]) -> None:
             f"Diverging at step {steps}: the reward model's score rose over the last watch "
             "points while the judge's did not. The policy may be gaming the reward model."
         )
+    if "human_diverging" in frame and (frame["human_diverging"] > 0).any():
+        steps = ", ".join(str(s) for s in frame.index[frame["human_diverging"] > 0])
+        st.warning(
+            f"Diverging at step {steps}: the reward model's score rose while the labelers' win "
+            "rate against the base on the gold checks did not."
+        )
     left, right = st.columns(2)
     with left:
         scores = [c for c in ("reward", "judge") if c in frame]
@@ -255,6 +267,70 @@ def watch_section(watch: dict | None, final: dict, metrics: list[dict]) -> None:
                                   "kl_per_token", "length", "distinct_1", "distinct_2",
                                   "diverging") if c == "step" or c in frame],
     )  # fmt: skip
+
+
+def gold_rows(gold: list[dict], metrics: list[dict]) -> list[dict]:
+    """The gold checks' table: step, the watch's reward at that step (the watch point at or
+    nearest before it), the arena (inert text), the win rate against the base and its 95%
+    interval, and the votes ("no votes yet" while there are none)."""
+    frame = watch_frame(metrics)
+    points = [] if frame is None or "reward" not in frame else list(frame["reward"].items())
+    rows = []
+    for g in gold:
+        before = [(step, r) for step, r in points if step <= g["step"]]
+        at = before[-1] if before else None
+        rows.append({
+            # a dataframe's cells are plain text, never Markdown (as the checkpoints table)
+            "step": g["step"], "checkpoint": str(g["name"]),
+            "reward (watch)": None if at is None else round(float(at[1]), 4),
+            "watch step": None if at is None else int(at[0]),
+            "arena": str(g["arena"]) if g["arena"] else "not entered yet",
+            "win rate vs base": g["win_rate"], "low": g["low"], "high": g["high"],
+            "votes": (f"{g['n']} ({g['wins']} won, {g['losses']} lost, {g['ties']} tied)"
+                      if g["n"] else "no votes yet"),
+        })  # fmt: skip
+    return rows
+
+
+def gold_section(gold: list[dict], metrics: list[dict]) -> None:
+    """The run's gold checks: the labelers' win rate against the base with its interval,
+    against the step, beside the reward model's view (the watch's reward)."""
+    st.markdown("**Gold checks: the labelers' verdict against the base**")
+    st.caption(
+        "Each checkpoint saved at a gold-check step is judged blind against the run's base in "
+        "the arena. Win rate: ties count half; the bars are 95% Wilson intervals."
+    )
+    rows = gold_rows(gold, metrics)
+    st.dataframe(pd.DataFrame(rows), hide_index=True)
+    judged = [r for r in rows if r["win rate vs base"] is not None]
+    left, right = st.columns(2)
+    with left:
+        if judged:
+            st.vega_lite_chart(
+                pd.DataFrame(judged).rename(columns={"win rate vs base": "win_rate"}),
+                {
+                    "layer": [
+                        {"mark": "rule", "encoding": {
+                            "x": {"field": "step", "type": "quantitative"},
+                            "y": {"field": "low", "type": "quantitative",
+                                  "scale": {"domain": [0, 1]},
+                                  "title": "win rate vs the base (labelers)"},
+                            "y2": {"field": "high"}}},
+                        {"mark": {"type": "point", "filled": True}, "encoding": {
+                            "x": {"field": "step", "type": "quantitative"},
+                            "y": {"field": "win_rate", "type": "quantitative"}}},
+                        {"mark": {"type": "rule", "strokeDash": [4, 4]},
+                         "encoding": {"y": {"datum": 0.5}}},
+                    ],
+                },
+                use_container_width=True,
+            )  # fmt: skip
+        else:
+            st.caption("No votes yet: the win rates appear as labelers judge the pairs.")
+    with right:
+        frame = watch_frame(metrics)
+        if frame is not None and "reward" in frame:
+            st.line_chart(frame[["reward"]], x_label="step", y_label="reward (held-out)")
 
 
 def entry_text(entry: dict) -> str:
