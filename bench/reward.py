@@ -15,8 +15,9 @@ Variants:
                 all-MiniLM-L6-v2, the old way: every pair with a side over max_length is
                 dropped by the trainer. max_length is 512, not TRL's 1024: MiniLM has 512
                 positions, longer rows would crash it. --trl-as-ours: the cpu-demo preset's
-                max_length, epochs, batch and learning rate instead (the old recipe), so only
-                the dropped pairs differ from ours-minilm.
+                max_length, epochs, batch and learning rate instead, so only the dropped pairs
+                differ from ours-minilm (the preset now takes RewardConfig's epochs, rate and
+                batch, and 512 tokens: with it, the two differ only in the drops anyway).
   ours-minilm   the real recipe (reward/train.py) with --base minilm and the cpu-demo
                 `reward:` preset (+ the per-backbone flags below): every pair fitted to the
                 budget.
