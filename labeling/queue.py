@@ -449,6 +449,24 @@ class SubmitResult:
     draft: dict[str, Any] | None = field(default=None, repr=False)
 
 
+def check_judgment(choice, strength) -> tuple[Choice, int | None]:
+    """A pairwise judgment as a labeler submits it or a reviewer relabels it: a known choice,
+    and a strength (1-3) only where A or B is better; one sentence otherwise."""
+    try:
+        choice = Choice(choice)
+    except ValueError:
+        raise InvalidInput(
+            f"unknown choice {choice!r}: use {', '.join(c.value for c in Choice)}"
+        ) from None
+    if strength is not None:
+        if choice not in (Choice.a, Choice.b):
+            raise InvalidInput("strength applies only when A or B is better, not to a "
+                               f"{choice.value}")  # fmt: skip
+        if isinstance(strength, bool) or strength not in (1, 2, 3):
+            raise InvalidInput("strength must be 1 (slightly), 2 (clearly) or 3 (much better)")
+    return choice, strength
+
+
 def submit_preference(
     session: Session,
     *,
@@ -461,17 +479,7 @@ def submit_preference(
     idempotency_key: str | None = None,
     now: datetime | None = None,
 ) -> SubmitResult:
-    try:
-        choice = Choice(choice)
-    except ValueError:
-        raise InvalidInput(
-            f"unknown choice {choice!r}: use {', '.join(c.value for c in Choice)}"
-        ) from None
-    if strength is not None:
-        if choice not in (Choice.a, Choice.b):
-            raise InvalidInput("strength applies only when A or B is better")
-        if strength not in (1, 2, 3):
-            raise InvalidInput("strength must be 1 (slightly), 2 (clearly) or 3 (much better)")
+    choice, strength = check_judgment(choice, strength)
     rationale = _clip(rationale)
     payload = {"choice": choice.value, "strength": strength, "rationale": rationale}
 

@@ -23,6 +23,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from labeling import queue
 from labeling.errors import InvalidInput, NotFound, PermissionDenied
 from labeling.kinds import with_article
 from labeling.models import (
@@ -167,19 +168,7 @@ def _preference_judgment(choice, strength, order) -> tuple[Choice, int | None]:
         raise InvalidInput("a preference is relabeled with a choice, not an order")
     if choice is None:
         raise InvalidInput("a relabel of a preference needs a choice: a, b, tie or both_bad")
-    try:
-        choice = Choice(choice)
-    except ValueError:
-        raise InvalidInput(
-            f"unknown choice {choice!r}: use {', '.join(c.value for c in Choice)}"
-        ) from None
-    if strength is not None:
-        if choice not in (Choice.a, Choice.b):
-            raise InvalidInput("strength applies only when A or B is better, not to a "
-                               f"{choice.value}")  # fmt: skip
-        if isinstance(strength, bool) or strength not in (1, 2, 3):
-            raise InvalidInput("strength must be 1 (slightly), 2 (clearly) or 3 (much better)")
-    return choice, strength
+    return queue.check_judgment(choice, strength)  # the rule labelers' submits follow
 
 
 def _ranking_judgment(session: Session, label: Ranking, choice, strength, order) -> list[int]:
