@@ -45,10 +45,11 @@ class LastTokenBertForSequenceClassification(BertPreTrainedModel):
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None,
                 inputs_embeds=None, **kwargs):  # fmt: skip
         kwargs.pop("return_dict", None)  # always a ModelOutput
-        hidden = self.bert(
+        out = self.bert(
             input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
             inputs_embeds=inputs_embeds, **kwargs,
-        ).last_hidden_state  # fmt: skip
+        )  # fmt: skip
+        hidden = out.last_hidden_state
         batch, length = hidden.shape[:2]
         if attention_mask is None:
             last = torch.full((batch,), length - 1, device=hidden.device)
@@ -59,7 +60,10 @@ class LastTokenBertForSequenceClassification(BertPreTrainedModel):
         loss = None
         if labels is not None:  # regression, as BertForSequenceClassification with one label
             loss = torch.nn.functional.mse_loss(logits.squeeze(-1), labels.to(logits.dtype))
-        return SequenceClassifierOutput(loss=loss, logits=logits)
+        # hidden states too (output_hidden_states=True): active learning embeds with them
+        return SequenceClassifierOutput(
+            loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions
+        )
 
 
 AutoConfig.register(MODEL_TYPE, LastTokenBertConfig, exist_ok=True)

@@ -49,6 +49,11 @@ def test_the_classifier_scores_the_last_attended_token_under_either_padding(tiny
     # left padding: the last position is the real token, not a pad
     assert bool(left_ids["attention_mask"][0, 0] == 0)
     assert torch.allclose(left[0], model.score(left_hidden), atol=1e-5)
+    # the encoder's hidden states come out when asked (reward/active.py embeds with them)
+    with torch.no_grad():
+        out = model(**_ids(tok, [short]), output_hidden_states=True)
+    assert len(out.hidden_states) == model.config.num_hidden_layers + 1
+    assert torch.allclose(out.hidden_states[-1][0, -1], hidden, atol=1e-5)
 
 
 def test_a_saved_last_token_classifier_loads_back_through_the_auto_classes(tiny_bert, tmp_path):
