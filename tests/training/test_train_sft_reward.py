@@ -256,8 +256,10 @@ def test_sft_and_reward_register_runs_and_checkpoints(cli, snaps, tiny_models, S
     out = ev.json()
     assert out["n"] == 3 and 0 <= out["accuracy"] <= 1
     assert out["accuracy"] == pytest.approx(rresult["metrics"]["heldout_accuracy"])
+    # the same scores, by the in-memory model and by the saved one in other batches: float32
+    # sums differ in the last digits (a fitted head's weights are larger than a random one's)
     for key in ("ci_low", "ci_high", "ece", "longer_wins_accuracy", "score_mean"):
-        assert out[key] == pytest.approx(evaluation[key]), key
+        assert out[key] == pytest.approx(evaluation[key], rel=1e-4), key
     assert out["accuracy_by_strength"].keys() == evaluation["accuracy_by_strength"].keys()
 
     # Only engineers and admins train, list and evaluate.
