@@ -78,7 +78,9 @@ def test_minilm_loads_as_a_last_token_classifier_with_a_new_head():
     by_path, _ = models.load_reward_model(resolved.path)
     assert isinstance(by_path, LastTokenBertForSequenceClassification)
     assert models.has_new_head(models.resolve_model(resolved.path, kind="reward"))
-    assert models.has_new_head(models.resolve_model("policy:default", kind="reward"))
+    # a policy's trunk as a classifier: its head is new (no need to load SmolLM2 to say so)
+    trunk = models.ResolvedModel("/nowhere", models.POLICY_NAME, spec="policy:default")
+    assert models.has_new_head(trunk)
 
 
 def test_a_plain_encoder_directory_gets_a_new_head_and_a_classifier_keeps_its_own(
